@@ -1,0 +1,1 @@
+"""EnvDrop-style follower and speaker agents, training and back-translation."""

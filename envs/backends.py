@@ -1,0 +1,56 @@
+"""Simulator backends: the pure-Python one always, MatterSim and habitat-sim when importable.
+
+Neither optional backend can be installed from PyPI (the PyPI package named ``mattersim`` is
+an unrelated atomistic model), so they are detected lazily and explained, never faked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+from vln_clip.errors import MissingResourceError
+
+MATTERSIM_HELP = (
+    "the Matterport3D simulator (`import MatterSim`) is not importable. It is built from source: "
+    "clone github.com/peteanderson80/Matterport3DSimulator, build it with CMake "
+    "(-DEGL_RENDERING=ON or -DOSMESA_RENDERING=ON on headless machines), and put its build/ "
+    "directory on PYTHONPATH. Do NOT `pip install mattersim`: that PyPI package is an unrelated "
+    "atomistic model. Without it, vln_clip.envs.Simulator gives the same states from the "
+    "connectivity graphs (no RGB)."
+)
+HABITAT_HELP = (
+    "habitat-sim is not importable; it has no wheel for this Python. Install it with conda "
+    "(`conda install habitat-sim -c conda-forge -c aihabitat`) in a Python it supports."
+)
+
+
+def has_mattersim() -> bool:
+    return importlib.util.find_spec("MatterSim") is not None
+
+
+def has_habitat() -> bool:
+    return importlib.util.find_spec("habitat_sim") is not None
+
+
+def available_backends() -> dict[str, bool]:
+    return {"python": True, "mattersim": has_mattersim(), "habitat": has_habitat()}
+
+
+def make_simulator(backend: str = "auto") -> Any:
+    """A MatterSim-API simulator: ``auto`` picks MatterSim when importable, else pure Python."""
+    if backend not in ("auto", "python", "mattersim"):
+        if backend == "habitat":
+            if not has_habitat():
+                raise MissingResourceError(HABITAT_HELP)
+            raise MissingResourceError("habitat-sim is importable, but vln-clip has no habitat backend "
+                                       "for discretized Matterport navigation yet; use backend='python'")
+        raise ValueError(f"unknown simulator backend {backend!r}; choose auto, python or mattersim")
+    if backend == "mattersim" or (backend == "auto" and has_mattersim()):
+        if not has_mattersim():
+            raise MissingResourceError(MATTERSIM_HELP)
+        return importlib.import_module("MatterSim").Simulator()
+    from .simulator import Simulator
+
+    return Simulator()

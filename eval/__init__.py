@@ -1,0 +1,1 @@
+"""Metrics, submission validation, exporters and baseline agents, to the letter of the official evaluators."""

@@ -1,0 +1,1 @@
+"""Panoramic views, CLIP feature extraction and the feature store."""

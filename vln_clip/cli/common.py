@@ -1,0 +1,23 @@
+"""Helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG_TITLE = "examples:\n"
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name: str, help: str,
+               examples: list[str], description: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand parser whose --help ends with worked examples."""
+    return sub.add_parser(
+        name, help=help, description=description or help,
+        epilog=EPILOG_TITLE + "\n".join(f"  {e}" for e in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def not_available(what: str, issue: str) -> int:
+    print(f"vln-clip {what}: not available yet ({issue}).", file=sys.stderr)
+    return 3

@@ -1,0 +1,513 @@
+"""Play one episode step by step: who acts, what they saw, and an undoable history.
+
+Researchers debug a VLN agent by watching it. :class:`EpisodePlayer` drives one episode of
+the Gymnasium environment (:class:`vln_clip.envs.NavEnv`) and records, at every step, the
+candidate directions (relative heading, elevation, distance, the agent's probability), the
+teacher's choice, the distance to the goal and the agent's attention over words and views.
+Any actor can take a step: the trained follower, the shortest-path teacher, a random agent,
+or a person; :meth:`EpisodePlayer.undo` takes the last step back (by replaying the episode,
+which is deterministic), so a person can try alternatives from any point.
+
+The terminal interface (:func:`play`) prints each step with rich and reads plain lines from
+``input()``, so it works over SSH and can be driven from a script or a test's stdin.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+
+from vln_clip.episodes import Episode
+from vln_clip.errors import DataError
+from vln_clip.geometry import wrap_to_pi
+from vln_clip.graph import NavGraph
+
+POLICIES = ("human", "agent", "teacher", "random")
+
+
+# ----------------------------------------------------------------------------------------
+# What a step looks like
+
+
+@dataclass
+class Candidate:
+    """One navigable direction offered at a step (relative to the agent's heading)."""
+
+    action: int  # index of this candidate in the environment's action space
+    viewpoint: str
+    heading: float  # radians, (-pi, pi], positive to the right
+    elevation: float  # radians, positive up
+    distance: float  # metres to the neighbour (3-D)
+    view_index: int = -1  # which of the 36 views the candidate is attached to
+    prob: float | None = None  # the agent's probability of choosing it
+
+    @property
+    def heading_deg(self) -> float:
+        return math.degrees(self.heading)
+
+    @property
+    def elevation_deg(self) -> float:
+        return math.degrees(self.elevation)
+
+    def describe(self) -> str:
+        """``"45° right, 2.1 m"``: how a person reads a direction."""
+        deg = self.heading_deg
+        side = "ahead" if abs(deg) < 1 else (f"{abs(deg):.0f}° right" if deg > 0 else f"{abs(deg):.0f}° left")
+        if abs(deg) > 179:
+            side = "behind"
+        tilt = "" if abs(self.elevation_deg) < 10 else (" up" if self.elevation > 0 else " down")
+        return f"{side}{tilt}, {self.distance:.1f} m"
+
+
+@dataclass
+class StepRecord:
+    """The state an actor saw at step ``step`` and what it did there."""
+
+    step: int
+    viewpoint: str
+    heading: float
+    elevation: float
+    distance_to_goal: float | None
+    candidates: list[Candidate]
+    stop_action: int
+    teacher_action: int | None
+    stop_prob: float | None = None
+    word_attention: list[float] | None = None
+    view_attention: list[float] | None = None
+    action: int | None = None  # filled in once someone acts
+    actor: str = ""
+
+    @property
+    def stopped(self) -> bool:
+        return self.action == self.stop_action
+
+    @property
+    def chosen(self) -> Candidate | None:
+        for c in self.candidates:
+            if c.action == self.action:
+                return c
+        return None
+
+    @property
+    def next_viewpoint(self) -> str:
+        chosen = self.chosen
+        return chosen.viewpoint if chosen is not None else self.viewpoint
+
+    @property
+    def faced_view(self) -> int:
+        """The view the agent looked along when acting: the chosen candidate's, else its heading's."""
+        chosen = self.chosen
+        if chosen is not None and chosen.view_index >= 0:
+            return chosen.view_index
+        step = int(math.floor(self.heading / (math.pi / 6) + 0.5)) % 12
+        level = 1 if abs(self.elevation) < math.pi / 12 else (2 if self.elevation > 0 else 0)
+        return step + 12 * level
+
+    def action_label(self) -> str:
+        if self.action is None:
+            return "-"
+        if self.stopped:
+            return "STOP"
+        chosen = self.chosen
+        return f"#{self._number(self.action)} {chosen.describe()}" if chosen else f"action {self.action}"
+
+    def _number(self, action: int) -> int:
+        for k, c in enumerate(self.candidates, 1):
+            if c.action == action:
+                return k
+        return -1
+
+
+@dataclass
+class RolloutResult:
+    """A finished (or abandoned) episode: every step, the path and its metrics."""
+
+    episode: Episode
+    tokens: list[str]
+    steps: list[StepRecord]
+    trajectory: list[tuple[str, float, float]]  # (viewpoint, heading, elevation) after each move
+    metrics: dict[str, float] = field(default_factory=dict)
+    ended_by: str = ""  # "stop", "max_steps" or "quit"
+
+    @property
+    def viewpoints(self) -> list[str]:
+        return [t[0] for t in self.trajectory]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (the per-step table and an R2R-format trajectory)."""
+        return {
+            "instr_id": self.episode.instr_id,
+            "scan": self.episode.scan,
+            "instruction": self.episode.instruction,
+            "reference_path": list(self.episode.path),
+            "trajectory": [list(t) for t in self.trajectory],
+            "ended_by": self.ended_by,
+            "metrics": self.metrics,
+            "steps": [
+                {"step": s.step, "viewpoint": s.viewpoint, "heading_deg": round(math.degrees(s.heading), 1),
+                 "distance_to_goal": s.distance_to_goal, "actor": s.actor, "action": s.action,
+                 "action_label": s.action_label(), "teacher_action": s.teacher_action,
+                 "next_viewpoint": s.next_viewpoint,
+                 "candidates": [{"number": k, "action": c.action, "viewpoint": c.viewpoint,
+                                 "heading_deg": round(c.heading_deg, 1), "distance": round(c.distance, 3),
+                                 "prob": c.prob} for k, c in enumerate(s.candidates, 1)],
+                 "stop_prob": s.stop_prob}
+                for s in self.steps
+            ],
+        }
+
+
+# ----------------------------------------------------------------------------------------
+# Actors
+
+
+@dataclass
+class Decision:
+    action: int
+    probs: np.ndarray | None = None
+    word_attention: np.ndarray | None = None
+    view_attention: np.ndarray | None = None
+
+
+class Actor(Protocol):
+    name: str
+
+    def reset(self, obs: Any, info: dict[str, Any]) -> None: ...
+
+    def act(self, obs: Any, info: dict[str, Any]) -> Decision: ...
+
+
+class TeacherActor:
+    """Follows ``info["teacher"]``: the next hop of the shortest path to the goal (STOP there)."""
+
+    name = "teacher"
+
+    def reset(self, obs: Any, info: dict[str, Any]) -> None:
+        if info.get("teacher") is None:
+            raise DataError("this episode has no goal (a test split?), so there is no teacher to follow; "
+                            "use --policy agent, random or human")
+
+    def act(self, obs: Any, info: dict[str, Any]) -> Decision:
+        return Decision(int(info["teacher"]))
+
+
+class RandomActor:
+    """Uniform over the allowed actions (STOP included), seeded for repeatable pictures."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self._rng = random.Random(seed)
+
+    def reset(self, obs: Any, info: dict[str, Any]) -> None:
+        self._rng = random.Random(self.seed)
+
+    def act(self, obs: Any, info: dict[str, Any]) -> Decision:
+        allowed = np.flatnonzero(np.asarray(info["action_mask"], dtype=bool))
+        return Decision(int(allowed[self._rng.randrange(len(allowed))]))
+
+
+class AgentActor:
+    """A trained follower (:func:`vln_clip.agents.inference.load_policy`): probabilities and attention."""
+
+    name = "agent"
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+
+    def reset(self, obs: Any, info: dict[str, Any]) -> None:
+        self.policy.reset(obs)
+
+    def act(self, obs: Any, info: dict[str, Any]) -> Decision:
+        out = self.policy.step(obs)
+        return Decision(int(out.action), _np(out.probs), _np(getattr(out, "word_attention", None)),
+                        _np(getattr(out, "view_attention", None)))
+
+    def overrule(self, action: int) -> None:
+        """The step just decided was replaced by ``action``: the policy's next input must say so."""
+        self.policy.overrule(action)
+
+
+def _np(x: Any) -> np.ndarray | None:
+    if x is None:
+        return None
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64).reshape(-1)
+
+
+# ----------------------------------------------------------------------------------------
+# The player
+
+
+class EpisodePlayer:
+    """One episode of a NavEnv with an undoable history of who did what.
+
+    ``shadow`` is an optional agent that is consulted at every step even when someone else
+    acts, so its probabilities and attention are shown for a person's or the teacher's moves.
+    """
+
+    def __init__(self, env: Any, episode: Episode, graph: NavGraph, shadow: AgentActor | None = None,
+                 max_steps: int | None = None) -> None:
+        self.env = env
+        self.episode = episode
+        self.graph = graph
+        self.shadow = shadow
+        self.max_steps = max_steps or int(getattr(_unwrap(env), "max_steps", 35) or 35)
+        self.actions: list[tuple[int, str]] = []  # (action, actor name) in order
+        self.records: list[StepRecord] = []
+        self.done = False
+        self.ended_by = ""
+        self._obs: Any = None
+        self._info: dict[str, Any] = {}
+        self._decision: Decision | None = None
+        self._replay([])
+
+    # -- state --------------------------------------------------------------------------
+    @property
+    def obs(self) -> Any:
+        return self._obs
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self._info
+
+    @property
+    def current(self) -> StepRecord:
+        """The pending step (what the next actor sees)."""
+        return self._pending
+
+    @property
+    def trajectory(self) -> list[tuple[str, float, float]]:
+        return list(self._trajectory)
+
+    # -- acting -------------------------------------------------------------------------
+    def act(self, action: int, actor: str) -> StepRecord:
+        """Take ``action`` (an environment action index) on behalf of ``actor``."""
+        if self.done:
+            raise RuntimeError("the episode is over; undo or start another")
+        mask = np.asarray(self._info["action_mask"], dtype=bool)
+        if not (0 <= action < len(mask)) or not mask[action]:
+            raise ValueError(f"action {action} is not allowed here (allowed: {np.flatnonzero(mask).tolist()})")
+        self.actions.append((int(action), actor))
+        return self._advance(int(action), actor)
+
+    def agent_decision(self) -> Decision | None:
+        """What the shadow agent would do now (None without an agent)."""
+        return self._decision
+
+    def undo(self) -> bool:
+        """Take back the last step; False when there is nothing to undo."""
+        if not self.actions:
+            return False
+        self._replay(self.actions[:-1])
+        return True
+
+    def result(self, metrics_fn: Callable[[RolloutResult], dict[str, float]] | None = None) -> RolloutResult:
+        res = RolloutResult(self.episode, self.tokens, list(self.records), self.trajectory,
+                            ended_by=self.ended_by or ("quit" if not self.done else "stop"))
+        if metrics_fn is not None:
+            res.metrics = metrics_fn(res)
+        return res
+
+    # -- internals ----------------------------------------------------------------------
+    def _replay(self, actions: Sequence[tuple[int, str]]) -> None:
+        self.actions = list(actions)
+        self.records = []
+        self.done = False
+        self.ended_by = ""
+        self._obs, self._info = self.env.reset(options={"instr_id": self.episode.instr_id})
+        self.tokens = _tokens(self._obs, self._info, self.episode)
+        self._trajectory = [_pose(self._info, self._obs)]
+        if self.shadow is not None:
+            self.shadow.reset(self._obs, self._info)
+        self._observe()
+        for action, actor in self.actions:
+            self._advance(action, actor)
+
+    def _observe(self) -> None:
+        self._decision = self.shadow.act(self._obs, self._info) if self.shadow is not None else None
+        self._pending = describe_state(self._obs, self._info, self.graph, len(self.records), self._decision)
+
+    def _advance(self, action: int, actor: str) -> StepRecord:
+        record = self._pending
+        record.action, record.actor = action, actor
+        if self.shadow is not None and self._decision is not None and self._decision.action != action:
+            # Someone overruled the agent: its next step must see the action really taken.
+            self.shadow.overrule(action)
+        self.records.append(record)
+        self._obs, _reward, terminated, truncated, self._info = self.env.step(action)
+        if action != record.stop_action:
+            self._trajectory.append(_pose(self._info, self._obs))
+        if terminated or truncated or len(self.records) >= self.max_steps:
+            self.done = True
+            self.ended_by = "stop" if action == record.stop_action else "max_steps"
+            self._decision = None
+        else:
+            self._observe()
+        return record
+
+
+def _unwrap(env: Any) -> Any:
+    return getattr(env, "unwrapped", env)
+
+
+def _tokens(obs: Any, info: dict[str, Any], episode: Episode) -> list[str]:
+    """The instruction's words as the agent's tokenizer saw them (for attention highlighting)."""
+    toks = info.get("instruction_tokens") or info.get("tokens")
+    if toks and isinstance(toks[0], str):
+        return list(toks)
+    from vln_clip.tokenizers import tokenize
+
+    return tokenize(episode.instruction, episode.language, "rxr" if episode.dataset == "rxr" else "r2r")
+
+
+def _pose(info: dict[str, Any], obs: Any) -> tuple[str, float, float]:
+    return (str(info["viewpoint"]), float(info.get("heading", 0.0)), float(info.get("elevation", 0.0)))
+
+
+def describe_state(obs: Any, info: dict[str, Any], graph: NavGraph, step: int,
+                   decision: Decision | None = None) -> StepRecord:
+    """A :class:`StepRecord` (without action) of the environment's current state.
+
+    Relative headings and distances come from the graph geometry and the agent's heading
+    (the same numbers the simulator's navigable locations carry), so they read the same for
+    every actor.
+    """
+    vp = str(info["viewpoint"])
+    heading = float(info.get("heading", 0.0))
+    elevation = float(info.get("elevation", 0.0))
+    cand_vps = list(info["candidates"])
+    mask = np.asarray(info["action_mask"], dtype=bool)
+    stop = int(info.get("stop_action", len(cand_vps)))
+    views = info.get("candidate_views")
+    here = graph.positions[graph.idx(vp)]
+    probs = decision.probs if decision is not None else None
+    cands: list[Candidate] = []
+    for k, cvp in enumerate(cand_vps):
+        if cvp is None or cvp == "" or k == stop or (k < len(mask) and not mask[k]):
+            continue
+        d = graph.positions[graph.idx(str(cvp))] - here
+        horiz = math.hypot(d[0], d[1])
+        cands.append(Candidate(
+            action=k, viewpoint=str(cvp),
+            heading=wrap_to_pi(math.atan2(d[0], d[1]) - heading),
+            elevation=math.atan2(d[2], horiz),
+            distance=float(np.linalg.norm(d)),
+            view_index=int(views[k]) if views is not None else -1,
+            prob=float(probs[k]) if probs is not None and k < len(probs) else None,
+        ))
+    dist = info.get("distance_to_goal")
+    teacher = info.get("teacher")
+    return StepRecord(
+        step=step, viewpoint=vp, heading=heading, elevation=elevation,
+        distance_to_goal=None if dist is None or (isinstance(dist, float) and math.isnan(dist)) else float(dist),
+        candidates=cands, stop_action=stop, teacher_action=None if teacher is None else int(teacher),
+        stop_prob=float(probs[stop]) if probs is not None and stop < len(probs) else None,
+        word_attention=None if decision is None or decision.word_attention is None else decision.word_attention.tolist(),
+        view_attention=None if decision is None or decision.view_attention is None else decision.view_attention.tolist(),
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Metrics and the terminal loop
+
+
+def episode_metrics(graph: NavGraph) -> Callable[[RolloutResult], dict[str, float]]:
+    """Metrics of a rollout from the one metrics module (empty for episodes without a goal)."""
+
+    def compute(result: RolloutResult) -> dict[str, float]:
+        if not result.episode.has_goal:
+            return {}
+        from vln_clip.eval.metrics import score_episode
+
+        return dict(score_episode(result.viewpoints, list(result.episode.path), graph))
+
+    return compute
+
+
+INTERACTIVE_HELP = ("type a candidate number to move there, s to stop, u to undo the last step, "
+                    "Enter to let the {helper} act, q to quit")
+
+
+def play(player: EpisodePlayer, policy: Actor | None, console: Any = None, interactive: bool = False,
+         input_fn: Callable[[str], str] | None = None, metrics: bool = True) -> RolloutResult:
+    """Play ``player``'s episode to the end, printing every step.
+
+    Non-interactive: ``policy`` acts at every step. Interactive: a person types a candidate
+    number, ``s`` (stop), ``u`` (undo) or ``q`` (quit); an empty line lets ``policy`` act.
+    End of input counts as ``q``, so scripted stdin that runs out ends the episode cleanly.
+    After a stop a person may still undo (``u``) or finish (Enter / ``q``).
+    """
+    from rich.console import Console
+
+    from vln_clip.viz.terminal import action_line, result_summary, step_panel
+
+    console = console or Console()
+    read = input_fn or input
+    if policy is not None and policy is not player.shadow:
+        policy.reset(player.obs, player.info)
+    helper_name = policy.name if policy is not None else "nobody"
+    if interactive:
+        console.print(INTERACTIVE_HELP.format(helper=helper_name))
+    shown_instruction = False
+
+    def helper_action() -> int | None:
+        if policy is None:
+            return None
+        if policy is player.shadow:
+            decision = player.agent_decision()
+            return None if decision is None else decision.action
+        return policy.act(player.obs, player.info).action
+
+    while True:
+        if not player.done:
+            record = player.current
+            console.print(step_panel(record, player.tokens, instruction_shown=not shown_instruction
+                                     or record.word_attention is not None))
+            shown_instruction = True
+        if not interactive:
+            if player.done:
+                break
+            action = helper_action()
+            if action is None:
+                raise DataError("a non-interactive rollout needs a policy: --policy agent, teacher or random")
+            console.print(action_line(player.act(action, helper_name)))
+            continue
+        prompt = ("episode over: u to undo, Enter or q to finish > " if player.done else
+                  f"[1-{len(player.current.candidates)}] move, s stop, u undo, Enter {helper_name}, q quit > ")
+        try:
+            line = read(prompt).strip().lower()
+        except EOFError:
+            line = "q"
+        if line in ("q", "quit", "exit"):
+            break
+        if line in ("u", "undo"):
+            console.print("undone" if player.undo() else "nothing to undo", style="yellow")
+            continue
+        if player.done:
+            if line == "":
+                break
+            console.print("the episode is over: u to undo, Enter or q to finish", style="yellow")
+            continue
+        record = player.current
+        if line == "":
+            action = helper_action()
+            if action is None:
+                console.print("no helper policy here: pick a number or s", style="yellow")
+                continue
+            console.print(action_line(player.act(action, helper_name)))
+        elif line in ("s", "stop"):
+            console.print(action_line(player.act(record.stop_action, "human")))
+        elif line.isdigit() and 1 <= int(line) <= len(record.candidates):
+            console.print(action_line(player.act(record.candidates[int(line) - 1].action, "human")))
+        else:
+            console.print(f"not understood: {line!r}. " + INTERACTIVE_HELP.format(helper=helper_name), style="red")
+    result = player.result(episode_metrics(player.graph) if metrics else None)
+    console.print(result_summary(result))
+    return result

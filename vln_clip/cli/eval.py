@@ -1,12 +1,225 @@
-"""`vln-clip eval`: score predictions or run baseline agents."""
+"""`vln-clip eval`: score a predictions file, a baseline agent or a checkpoint.
+
+Three sources of trajectories, one scorer (:mod:`vln_clip.eval.metrics`):
+
+* ``PREDS``: a predictions file in the R2R leaderboard format or the RxR format;
+* ``--agent random|stop|shortest``: a built-in baseline run through the environments;
+* ``--checkpoint CKPT``: a trained follower, via ``vln_clip.agents.inference``.
+
+Predictions are validated first (same checks as ``vln-clip submit --check``), so a score is
+only printed for a trajectory set a leaderboard would accept.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
 
-from .common import add_parser, not_available
+from vln_clip.errors import DataError, MissingResourceError
+
+from .common import add_parser
+
+EXAMPLES = [
+    "vln-clip eval preds.json --split-file data/r2r/R2R_val_unseen.json --connectivity connectivity/",
+    "vln-clip eval preds.json --split-file R2R_val_unseen.json --connectivity connectivity/ --json",
+    "vln-clip eval rxr_preds.jsonl.gz --split val_unseen --dataset rxr --report reports/rxr_val",
+    "vln-clip eval --agent shortest --split-file R2R_train.json --connectivity connectivity/ --limit 500",
+    "vln-clip eval --agent random --seed 0 --split val_unseen --out runs/random_val_unseen.json",
+    "vln-clip eval --checkpoint runs/follower/best_val_unseen.pt --split val_unseen --features clip.h5",
+]
+
+
+def add_split_arguments(p: argparse.ArgumentParser) -> None:
+    """--split-file / --split / --dataset / --data-dir / --connectivity, shared with `submit`."""
+    g = p.add_argument_group("split")
+    g.add_argument("--split-file", metavar="SPLIT", help="R2R/R4R .json or RxR .jsonl(.gz) split file")
+    g.add_argument("--split", metavar="NAME|FILE",
+                   help="split name (val_seen, val_unseen, test, ...) resolved in --data-dir as "
+                        "r2r/R2R_NAME.json or rxr/rxr_NAME_guide.jsonl.gz, or a file path")
+    g.add_argument("--dataset", choices=("r2r", "rxr"), default="r2r", help="dataset for --split NAME (default r2r)")
+    g.add_argument("--data-dir", metavar="DIR", default=None,
+                   help="data root for --split NAME and the default connectivity (default $VLN_CLIP_DATA or ./data)")
+    g.add_argument("--connectivity", metavar="DIR", default=None,
+                   help="folder of <scan>_connectivity.json files (default DATA/matterport/connectivity)")
+    g.add_argument("--languages", nargs="+", metavar="LANG", default=None,
+                   help="RxR only: keep these base languages (en hi te)")
+
+
+def resolve_split(args: argparse.Namespace) -> Path:
+    """The split file named by --split-file, or --split NAME|FILE under --data-dir."""
+    from vln_clip.paths import data_dir
+
+    if args.split_file and args.split:
+        raise DataError("give either --split-file or --split, not both")
+    if args.split_file:
+        return Path(args.split_file)
+    if not args.split:
+        raise DataError("no split: pass --split-file FILE or --split NAME (e.g. --split val_unseen)")
+    if Path(args.split).is_file():
+        return Path(args.split)
+    root = data_dir(args.data_dir)
+    if args.dataset == "rxr":
+        candidates = [root / "rxr" / f"rxr_{args.split}_guide.jsonl.gz", root / "rxr" / f"rxr_{args.split}_guide.jsonl"]
+    else:
+        candidates = [root / "r2r" / f"R2R_{args.split}.json"]
+    for c in candidates:
+        if c.exists():
+            return c
+    raise DataError(f"split {args.split!r} ({args.dataset}) not found: looked for "
+                    f"{', '.join(str(c) for c in candidates)}; set --data-dir or $VLN_CLIP_DATA, or pass --split-file")
+
+
+def resolve_connectivity(args: argparse.Namespace) -> Path:
+    from vln_clip.paths import data_dir
+
+    if args.connectivity:
+        return Path(args.connectivity)
+    default = data_dir(args.data_dir) / "matterport" / "connectivity"
+    if not default.is_dir():
+        raise DataError(f"no --connectivity given and {default} does not exist; pass --connectivity DIR "
+                        "(the folder of <scan>_connectivity.json files)")
+    return default
+
+
+def load_inference() -> Any:
+    """``vln_clip.agents.inference.predict_trajectories``, or a clear error when it is absent."""
+    try:
+        from vln_clip.agents import inference
+    except ImportError as exc:
+        if exc.name in ("vln_clip.agents.inference",):
+            raise MissingResourceError(
+                "checkpoint inference is not available: vln_clip.agents.inference is missing from this "
+                "installation (it comes with the follower trainer); score a predictions file instead"
+            ) from exc
+        raise
+    return inference.predict_trajectories
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = add_parser(sub, "eval", "score predictions or run baseline agents", ["vln-clip eval --help"])
-    p.set_defaults(func=lambda a: not_available("eval", "issue 3"))
+    p = add_parser(sub, "eval", "score predictions, baseline agents or checkpoints (SR, SPL, nDTW, SDTW, CLS)",
+                   EXAMPLES,
+                   description="Score trajectories against an R2R/R4R/RxR split with the official metrics: "
+                               "TL, NE, oracle error, SR (NE < 3 m), OSR, SPL, nDTW, SDTW (<= 3 m), CLS. "
+                               "Give exactly one of PREDS, --agent or --checkpoint.")
+    p.add_argument("predictions", nargs="?", metavar="PREDS",
+                   help="predictions file: R2R format (JSON list of instr_id + trajectory) or RxR format "
+                        "(JSON lines of instruction_id + path, optionally .gz)")
+    p.add_argument("--agent", choices=("random", "stop", "shortest"), help="run a built-in baseline agent")
+    p.add_argument("--checkpoint", metavar="CKPT", help="run a trained follower checkpoint")
+    add_split_arguments(p)
+    p.add_argument("--features", metavar="H5", help="feature store for --checkpoint / --agent (optional for baselines)")
+    p.add_argument("--batch-size", type=int, default=64, help="episodes per batch for --agent/--checkpoint (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random agent (default 0)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N instructions of the split")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="score only the instructions present in PREDS instead of failing on missing ones")
+    p.add_argument("--out", metavar="PREDS_OUT", help="write the agent's/checkpoint's predictions here "
+                   "(R2R format; RxR format for .jsonl/.jsonl.gz)")
+    p.add_argument("--report", metavar="DIR", help="write episodes.csv, summary.json and success plots to DIR")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the averages")
+    p.set_defaults(func=run)
+
+
+def _load_episodes(args: argparse.Namespace, split: Path) -> list:
+    from vln_clip.episodes import read_episodes
+
+    episodes = read_episodes(split, args.languages)
+    if not episodes:
+        raise DataError(f"{split}: no episodes (after the --languages filter)")
+    if args.limit is not None:
+        episodes = episodes[: args.limit]
+    return episodes
+
+
+def run(args: argparse.Namespace) -> int:
+    from vln_clip.eval.formats import paths_of, predictions_from_dicts, read_predictions, write_predictions
+    from vln_clip.eval.metrics import score_paths
+    from vln_clip.eval.validation import validate_predictions
+    from vln_clip.graph import GraphStore
+
+    sources = [x for x in (args.predictions, args.agent, args.checkpoint) if x]
+    if len(sources) != 1:
+        raise DataError("give exactly one of PREDS (a predictions file), --agent NAME or --checkpoint CKPT")
+    split = resolve_split(args)
+    connectivity = resolve_connectivity(args)
+    graphs = GraphStore(connectivity)
+    episodes = _load_episodes(args, split)
+    if not all(ep.has_goal for ep in episodes):
+        raise DataError(f"{split}: this split has no goals (a test split), so it cannot be scored; "
+                        "use `vln-clip submit --check` to validate predictions for it")
+
+    if args.predictions:
+        preds = read_predictions(args.predictions)
+        source = str(args.predictions)
+        if args.limit is not None:  # the file covers the whole split; keep the first N
+            wanted = {ep.instr_id for ep in episodes}
+            preds = [p for p in preds if p.instr_id in wanted]
+        if args.allow_missing:
+            present = {p.instr_id for p in preds}
+            episodes = [ep for ep in episodes if ep.instr_id in present]
+            if not episodes:
+                raise DataError(f"{source}: none of the predicted instr_ids is in {split}")
+    else:
+        if args.agent:
+            from vln_clip.eval.baselines import run_baseline
+
+            rows = run_baseline(args.agent, episodes, connectivity, features=args.features,
+                                batch_size=args.batch_size, seed=args.seed)
+            source = f"{args.agent} agent"
+        else:
+            predict = load_inference()
+            if args.limit is not None:
+                raise DataError("--limit is not supported with --checkpoint; use a smaller split file")
+            rows = predict(args.checkpoint, str(split), str(connectivity), features=args.features,
+                           batch_size=args.batch_size)
+            source = f"checkpoint {args.checkpoint}"
+        preds = predictions_from_dicts(rows, source)
+        if args.out:
+            fmt = "rxr" if str(args.out).endswith((".jsonl", ".jsonl.gz")) else "r2r"
+            write_predictions(args.out, preds, fmt)
+    validate_predictions(preds, episodes, graphs, source=source)
+    result = score_paths(paths_of(preds), episodes, graphs, require_all=True)
+    summary = result.summary()
+    if args.report:
+        from vln_clip.eval.report import write_report
+
+        files = write_report(args.report, result)
+        if not args.json:
+            print(f"report: {', '.join(str(f) for f in files.values())}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print_table(summary, title=f"{source} on {split.name} ({summary['episodes']} instructions)")
+    return 0
+
+
+RATES = ("success", "oracle_success", "spl", "ndtw", "sdtw", "cls")
+LABELS = {
+    "trajectory_length": "TL (m)", "nav_error": "NE (m)", "oracle_error": "oracle error (m)",
+    "success": "SR", "oracle_success": "OSR", "spl": "SPL", "ndtw": "nDTW", "sdtw": "SDTW", "cls": "CLS",
+}
+
+
+def _fmt(key: str, value: float) -> str:
+    return f"{100 * value:.1f}%" if key in RATES else f"{value:.2f}"
+
+
+def print_table(summary: dict[str, Any], title: str = "") -> None:
+    """A rich table: one row per metric, one column overall plus one per language (RxR)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    langs = summary.get("by_language") or {}
+    table = Table(title=title or None)
+    table.add_column("metric")
+    table.add_column("all", justify="right")
+    for lang in langs:
+        table.add_column(lang, justify="right")
+    table.add_row("episodes", str(summary["episodes"]), *(str(langs[lg]["episodes"]) for lg in langs))
+    for key, label in LABELS.items():
+        table.add_row(label, _fmt(key, summary[key]), *(_fmt(key, langs[lg][key]) for lg in langs))
+    Console(width=max(80, int(os.environ.get("COLUMNS", "100")))).print(table)

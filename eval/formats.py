@@ -1,0 +1,207 @@
+"""Prediction and leaderboard-submission file formats: the only place that knows them.
+
+R2R leaderboard (EvalAI), per REFERENCE.md and the R2R task README: a JSON list with one
+object per test instruction::
+
+    [{"instr_id": "<path_id>_<k>", "trajectory": [[viewpoint, heading, elevation], ...]}, ...]
+
+starting at the start viewpoint and moving only along graph edges (repeated viewpoints are
+turns in place). vln-clip writes and reads this format for every R2R/R4R split.
+
+RxR challenge (Test-Standard, https://ai.google.com/research/rxr/competition): **no primary
+definition of the submission file could be found with the search tools available when this
+was written** (the competition page's submission instructions were not retrievable; the
+dataset README, https://github.com/google-research-datasets/RxR, only links to it). What is
+known: the RxR data are gzipped JSON lines keyed by an integer ``instruction_id``; the
+README's follower annotations store an agent's route as ``{"instruction_id": int, "path":
+[viewpoint, ...]}``; and the RxR issue tracker (google-research-datasets/RxR#13) refers to
+leaderboard uploads as "test JSONL" files. vln-clip therefore writes, for RxR, JSON lines
+(gzip-compressed when the name ends in ``.gz``) of::
+
+    {"instruction_id": <int>, "path": [viewpoint, viewpoint, ...]}
+
+one line per instruction, consecutive duplicate viewpoints removed (turning in place is not
+a panoramic step). Check the competition page before submitting and, if it differs, change
+:func:`to_rxr_rows` / :func:`write_rxr` here only.
+
+Readers accept either layout in either container (a JSON list or JSON lines), so scoring
+works on whatever a model wrote; ``heading``/``elevation`` are 0.0 when the file has none.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from vln_clip.errors import DataError
+from vln_clip.io import write_json, write_jsonl
+
+FORMATS = ("r2r", "rxr")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One instruction's trajectory: (viewpoint, heading, elevation) per recorded state."""
+
+    instr_id: str
+    trajectory: tuple[tuple[str, float, float], ...]
+
+    @property
+    def path(self) -> list[str]:
+        """Viewpoints only, as the metrics use them."""
+        return [step[0] for step in self.trajectory]
+
+    @staticmethod
+    def from_path(instr_id: str, path: Sequence[str]) -> "Prediction":
+        return Prediction(str(instr_id), tuple((str(v), 0.0, 0.0) for v in path))
+
+
+def paths_of(predictions: Iterable[Prediction]) -> dict[str, list[str]]:
+    """``instr_id -> [viewpoint, ...]``, the input of :func:`vln_clip.eval.metrics.score_paths`."""
+    return {p.instr_id: p.path for p in predictions}
+
+
+# ----------------------------------------------------------------------------------------
+# Reading
+
+
+def _load_rows(path: Path) -> list[Any]:
+    """A JSON list or JSON lines (optionally gzipped), with errors naming file and position."""
+    if not path.exists():
+        raise DataError(f"{path}: predictions file not found; check the path")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read predictions ({exc}); expected JSON or JSON lines "
+                        "(optionally .gz)") from exc
+    stripped = text.lstrip()
+    if not stripped:
+        raise DataError(f"{path}: empty predictions file")
+    if stripped[0] == "[":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
+                            "the R2R format is a JSON list of {\"instr_id\", \"trajectory\"} objects") from exc
+        return data
+    rows = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: malformed JSON line ({exc.msg}); the RxR format has one "
+                            "{\"instruction_id\", \"path\"} object per line") from exc
+    return rows
+
+
+def _parse_row(item: Any, path: Path, n: int) -> Prediction:
+    where = f"{path}: entry {n}"
+    if not isinstance(item, dict):
+        raise DataError(f"{where} is not a JSON object; each entry needs instr_id + trajectory "
+                        "(R2R) or instruction_id + path (RxR)")
+    if "instr_id" in item:
+        instr_id = item["instr_id"]
+    elif "instruction_id" in item:
+        instr_id = item["instruction_id"]
+    else:
+        raise DataError(f"{where} has no instr_id (R2R) or instruction_id (RxR) field; add it")
+    if not isinstance(instr_id, (str, int)) or isinstance(instr_id, bool):
+        raise DataError(f"{where}: instr_id must be a string or an integer, got {instr_id!r}")
+    instr_id = str(instr_id)
+    where = f"{path}: instr_id {instr_id}"
+    if "trajectory" in item:
+        steps = item["trajectory"]
+        if not isinstance(steps, list):
+            raise DataError(f"{where}: 'trajectory' must be a list of [viewpoint, heading, elevation]")
+        traj = []
+        for t, step in enumerate(steps):
+            if isinstance(step, str):  # a bare viewpoint is accepted
+                traj.append((step, 0.0, 0.0))
+                continue
+            if not isinstance(step, (list, tuple)) or not step or not isinstance(step[0], str):
+                raise DataError(f"{where}: trajectory step {t} is {step!r}; expected [viewpoint, heading, "
+                                "elevation]")
+            try:
+                heading = float(step[1]) if len(step) > 1 else 0.0
+                elevation = float(step[2]) if len(step) > 2 else 0.0
+            except (TypeError, ValueError):
+                raise DataError(f"{where}: trajectory step {t} has a non-numeric heading/elevation: "
+                                f"{step!r}") from None
+            traj.append((step[0], heading, elevation))
+        return Prediction(instr_id, tuple(traj))
+    if "path" in item:
+        vps = item["path"]
+        if not isinstance(vps, list) or not all(isinstance(v, str) for v in vps):
+            raise DataError(f"{where}: 'path' must be a list of viewpoint ids")
+        return Prediction.from_path(instr_id, vps)
+    raise DataError(f"{where} has no 'trajectory' (R2R) or 'path' (RxR) field")
+
+
+def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:
+    """Read predictions in the R2R or the RxR format (auto-detected, duplicates kept).
+
+    Duplicated ids are kept so that :mod:`vln_clip.eval.validation` can report them.
+    """
+    path = Path(path)
+    rows = _load_rows(path)
+    if not isinstance(rows, list):
+        raise DataError(f"{path}: expected a JSON list of predictions or JSON lines, got a "
+                        f"{type(rows).__name__}")
+    return [_parse_row(item, path, n) for n, item in enumerate(rows)]
+
+
+# ----------------------------------------------------------------------------------------
+# Writing
+
+
+def to_r2r_rows(predictions: Iterable[Prediction]) -> list[dict[str, Any]]:
+    return [{"instr_id": p.instr_id, "trajectory": [[v, float(h), float(e)] for v, h, e in p.trajectory]}
+            for p in predictions]
+
+
+def to_rxr_rows(predictions: Iterable[Prediction]) -> list[dict[str, Any]]:
+    rows = []
+    for p in predictions:
+        try:
+            instruction_id: int | str = int(p.instr_id)
+        except ValueError:
+            raise DataError(f"instr_id {p.instr_id!r} is not an RxR instruction_id (an integer); export "
+                            "R2R predictions with --format r2r") from None
+        path: list[str] = []
+        for v in p.path:
+            if not path or path[-1] != v:
+                path.append(v)
+        rows.append({"instruction_id": instruction_id, "path": path})
+    return rows
+
+
+def write_r2r(path: str | os.PathLike[str], predictions: Iterable[Prediction]) -> None:
+    """Atomically write the R2R leaderboard (EvalAI) JSON list."""
+    write_json(path, to_r2r_rows(predictions))
+
+
+def write_rxr(path: str | os.PathLike[str], predictions: Iterable[Prediction]) -> None:
+    """Atomically write the RxR challenge JSON lines (gzipped for ``.gz``)."""
+    write_jsonl(path, to_rxr_rows(predictions))
+
+
+def write_predictions(path: str | os.PathLike[str], predictions: Iterable[Prediction], fmt: str) -> None:
+    if fmt == "r2r":
+        write_r2r(path, predictions)
+    elif fmt == "rxr":
+        write_rxr(path, predictions)
+    else:
+        raise DataError(f"unknown submission format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def predictions_from_dicts(rows: Iterable[dict[str, Any]], source: str = "predictions") -> list[Prediction]:
+    """Turn in-memory R2R-format dicts (e.g. from an agent) into :class:`Prediction` objects."""
+    return [_parse_row(item, Path(source), n) for n, item in enumerate(rows)]

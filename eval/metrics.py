@@ -1,0 +1,280 @@
+"""The one implementation of the VLN metrics (R2R, R4R, RxR), vectorized per scan.
+
+Every number that vln-clip reports about a trajectory comes from :func:`score_paths`, so
+training-time validation, ``vln-clip eval``, the baselines and the reports agree to the bit.
+
+Definitions (``/work/shared/docs/REFERENCE.md``; Anderson et al. 2018 for R2R, Ilharco et al.
+2019 for nDTW/SDTW, Jain et al. 2019 for CLS). ``d(a, b)`` is the shortest-path distance on the
+scan's navigation graph (edge weight = 3-D Euclidean distance), read from the cached all-pairs
+table :attr:`vln_clip.graph.NavGraph.distances`. ``P`` is the predicted path (viewpoints), ``R``
+the reference path, ``goal = R[-1]``:
+
+* ``trajectory_length`` TL = sum of d(P[t-1], P[t]) (repeated viewpoints, i.e. turning in
+  place, add 0).
+* ``nav_error`` NE = d(P[-1], goal); ``success`` = NE < 3 m, **strictly**.
+* ``oracle_error`` = min over t of d(P[t], goal); ``oracle_success`` = oracle_error < 3 m.
+* ``spl`` = success * d(R[0], goal) / max(TL, d(R[0], goal)).
+* ``steps`` = number of trajectory entries minus one (what the official R2R evaluator calls
+  ``trajectory_steps``; with a panoramic action space it is the number of moves).
+* ``ndtw`` = exp(-DTW(P', R) / (3 * |R|)) where P' is P with consecutive duplicate viewpoints
+  removed and DTW[0][0] = 0, DTW[i][j] = d(P'_i, R_j) + min(DTW[i-1][j], DTW[i][j-1],
+  DTW[i-1][j-1]) (other border cells infinite).
+* ``sdtw`` = ndtw if d(P[-1], R[-1]) <= 3 m else 0. The boundary is **inclusive**, as in the
+  google-research r4r reference code; ``success`` above is strict. A path ending exactly 3 m
+  from the goal therefore has success 0 but a non-zero sdtw.
+* ``cls`` = PC * LS with PC = mean over u in R of exp(-min_v d(u, v) / 3) (v over P) and
+  LS = PC*L(R) / (PC*L(R) + |PC*L(R) - L(P)|), L = path length (sum of consecutive distances).
+
+Degenerate cases the published formulas leave undefined (never met on R2R/RxR, where start
+and goal are >= 5 m apart): SPL is ``success`` when d(start, goal) = TL = 0; LS is 1 when
+PC*L(R) = L(P) = 0.
+
+Speed: episodes are grouped by scan; for each scan the (padded) distance sub-matrices
+``D[P_b, R_b]`` are gathered in one fancy-indexing call and the DTW table is filled one
+anti-diagonal at a time for the whole batch (cells on an anti-diagonal only depend on the two
+previous ones), so the Python loop runs |P| + |R| times per scan instead of |P| x |R| times
+per episode. The arithmetic is the same as the textbook recurrence, so results are exact.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from vln_clip.episodes import Episode
+from vln_clip.errors import DataError
+from vln_clip.graph import GraphStore, NavGraph
+
+SUCCESS_DISTANCE = 3.0  # metres; success uses <, sdtw uses <=
+DTW_THRESHOLD = 3.0  # metres; the d_th of nDTW and of CLS
+
+#: Keys of :meth:`EvalResult.summary`, in the order they are printed.
+SUMMARY_KEYS = ("episodes", "trajectory_length", "nav_error", "oracle_error", "success",
+                "oracle_success", "spl", "ndtw", "sdtw", "cls")
+#: Per-episode metric columns, in the order of the CSV report.
+EPISODE_METRICS = ("trajectory_length", "nav_error", "oracle_error", "success", "oracle_success",
+                   "spl", "steps", "ndtw", "sdtw", "cls")
+
+
+@dataclass(frozen=True)
+class EpisodeScore:
+    """Metrics of one instruction, plus what the reports plot them against."""
+
+    instr_id: str
+    scan: str
+    language: str
+    trajectory_length: float
+    nav_error: float
+    oracle_error: float
+    success: float
+    oracle_success: float
+    spl: float
+    steps: int
+    ndtw: float
+    sdtw: float
+    cls: float
+    dtw: float
+    shortest_distance: float  # d(start, goal)
+    reference_length: float  # L(R), the annotated path's length
+    instruction_words: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class EvalResult:
+    """Episode-level scores with their averages (overall and per language)."""
+
+    episodes: list[EpisodeScore] = field(default_factory=list)
+    is_rxr: bool = False  # RxR results always carry the per-language breakdown
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def column(self, name: str) -> np.ndarray:
+        return np.array([getattr(e, name) for e in self.episodes], dtype=np.float64)
+
+    def _average(self, rows: Sequence[EpisodeScore]) -> dict[str, float | int]:
+        out: dict[str, float | int] = {"episodes": len(rows)}
+        for key in SUMMARY_KEYS[1:]:
+            out[key] = float(np.mean([getattr(r, key) for r in rows])) if rows else 0.0
+        return out
+
+    def summary(self, by_language: bool | None = None) -> dict[str, object]:
+        """Averages with exactly the keys of :data:`SUMMARY_KEYS` (rates as fractions).
+
+        ``by_language`` adds ``{"by_language": {lang: averages}}``; by default it is added when
+        any episode is not English-only R2R, i.e. for RxR.
+        """
+        out: dict[str, object] = dict(self._average(self.episodes))
+        if by_language is None:
+            by_language = any(e.language != "en" for e in self.episodes) or self.is_rxr
+        if by_language:
+            groups: dict[str, list[EpisodeScore]] = defaultdict(list)
+            for e in self.episodes:
+                groups[e.language].append(e)
+            out["by_language"] = {lang: self._average(groups[lang]) for lang in sorted(groups)}
+        return out
+
+
+# ----------------------------------------------------------------------------------------
+# Single-episode reference helpers (also used by tests and the naive benchmark)
+
+
+def dedup_consecutive(path: Sequence[str]) -> list[str]:
+    """Drop consecutive repeats (turning in place): [a, a, b, b, a] -> [a, b, a]."""
+    out: list[str] = []
+    for v in path:
+        if not out or out[-1] != v:
+            out.append(v)
+    return out
+
+
+def dtw_table(cost: np.ndarray) -> np.ndarray:
+    """The full (n+1) x (m+1) DTW table of one cost matrix (textbook loop, for clarity)."""
+    n, m = cost.shape
+    table = np.full((n + 1, m + 1), np.inf)
+    table[0, 0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            table[i, j] = cost[i - 1, j - 1] + min(table[i - 1, j], table[i, j - 1], table[i - 1, j - 1])
+    return table
+
+
+# ----------------------------------------------------------------------------------------
+# Vectorized core
+
+
+def _pad(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack index lists into a (B, L) array padded with 0, plus their lengths."""
+    lengths = np.array([len(r) for r in rows], dtype=np.int64)
+    out = np.zeros((len(rows), int(lengths.max()) if len(rows) else 0), dtype=np.int64)
+    for b, r in enumerate(rows):
+        out[b, : len(r)] = r
+    return out, lengths
+
+
+def batched_dtw(cost: np.ndarray, n: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """DTW[n_b, m_b] for a batch of padded cost matrices ``cost`` of shape (B, N, M).
+
+    Fills the tables one anti-diagonal (i + j = const) at a time for the whole batch. Padding
+    beyond (n_b, m_b) never influences DTW[n_b, m_b] because every cell depends only on cells
+    above and to the left of it.
+    """
+    b, big_n, big_m = cost.shape
+    table = np.full((b, big_n + 1, big_m + 1), np.inf)
+    table[:, 0, 0] = 0.0
+    for diag in range(2, big_n + big_m + 1):
+        i = np.arange(max(1, diag - big_m), min(big_n, diag - 1) + 1)
+        j = diag - i
+        best = np.minimum(np.minimum(table[:, i - 1, j], table[:, i, j - 1]), table[:, i - 1, j - 1])
+        table[:, i, j] = cost[:, i - 1, j - 1] + best
+    return table[np.arange(b), n, m]
+
+
+def _score_scan(graph: NavGraph, items: list[tuple[Episode, Sequence[str]]]) -> list[EpisodeScore]:
+    dist = graph.distances
+    preds = [[graph.idx(v, f"instr_id {ep.instr_id}") for v in path] for ep, path in items]
+    refs = [[graph.idx(v, f"instr_id {ep.instr_id} reference") for v in ep.path] for ep, _ in items]
+    dedup = [[p[0]] + [b for a, b in zip(p, p[1:]) if a != b] for p in preds]
+
+    p_idx, p_len = _pad(preds)
+    r_idx, r_len = _pad(refs)
+    q_idx, q_len = _pad(dedup)
+    rows = np.arange(len(items))
+    goal = r_idx[rows, r_len - 1]
+    start = r_idx[:, 0]
+    last = p_idx[rows, p_len - 1]
+
+    def path_lengths(idx: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        if idx.shape[1] < 2:
+            return np.zeros(len(idx))
+        hops = dist[idx[:, :-1], idx[:, 1:]]
+        valid = np.arange(1, idx.shape[1])[None, :] < lengths[:, None]
+        return np.where(valid, hops, 0.0).sum(1)
+
+    tl = path_lengths(p_idx, p_len)
+    ref_len = path_lengths(r_idx, r_len)
+    ne = dist[last, goal]
+    to_goal = dist[p_idx, goal[:, None]]
+    p_mask = np.arange(p_idx.shape[1])[None, :] < p_len[:, None]
+    oracle = np.where(p_mask, to_goal, np.inf).min(1)
+    success = (ne < SUCCESS_DISTANCE).astype(np.float64)
+    shortest = dist[start, goal]
+    denom = np.maximum(tl, shortest)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spl = np.where(denom > 0, success * shortest / np.where(denom > 0, denom, 1.0), success)
+
+    # DTW on the de-duplicated prediction against the full reference.
+    cost = dist[q_idx[:, :, None], r_idx[:, None, :]]
+    dtw = batched_dtw(cost, q_len, r_len)
+    ndtw = np.exp(-dtw / (DTW_THRESHOLD * r_len))
+    sdtw = np.where(dist[last, goal] <= SUCCESS_DISTANCE, ndtw, 0.0)
+
+    # CLS: coverage of each reference node by its nearest predicted node.
+    cover_cost = dist[p_idx[:, :, None], r_idx[:, None, :]]
+    nearest = np.where(p_mask[:, :, None], cover_cost, np.inf).min(1)  # (B, M)
+    r_mask = np.arange(r_idx.shape[1])[None, :] < r_len[:, None]
+    pc = np.where(r_mask, np.exp(-nearest / DTW_THRESHOLD), 0.0).sum(1) / r_len
+    expected = pc * ref_len
+    ls_den = expected + np.abs(expected - tl)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ls = np.where(ls_den > 0, expected / np.where(ls_den > 0, ls_den, 1.0), 1.0)
+    cls = pc * ls
+
+    out = []
+    for b, (ep, path) in enumerate(items):
+        out.append(EpisodeScore(
+            instr_id=ep.instr_id, scan=ep.scan, language=ep.language,
+            trajectory_length=float(tl[b]), nav_error=float(ne[b]), oracle_error=float(oracle[b]),
+            success=float(success[b]), oracle_success=float(oracle[b] < SUCCESS_DISTANCE),
+            spl=float(spl[b]), steps=len(path) - 1, ndtw=float(ndtw[b]), sdtw=float(sdtw[b]),
+            cls=float(cls[b]), dtw=float(dtw[b]), shortest_distance=float(shortest[b]),
+            reference_length=float(ref_len[b]), instruction_words=len(ep.instruction.split()),
+        ))
+    return out
+
+
+def score_paths(paths: Mapping[str, Sequence[str]], episodes: Iterable[Episode], graphs: GraphStore,
+                require_all: bool = True) -> EvalResult:
+    """Score predicted viewpoint paths (``instr_id -> [viewpoint, ...]``) against episodes.
+
+    ``require_all`` (the official evaluators' behaviour) makes an episode without a prediction
+    an error; otherwise only predicted episodes are scored. Test-split episodes (no goal) cannot
+    be scored. Structural checks (start, adjacency) belong to :mod:`vln_clip.eval.validation`;
+    here only viewpoints are looked up.
+    """
+    episodes = list(episodes)
+    by_scan: dict[str, list[tuple[Episode, Sequence[str]]]] = defaultdict(list)
+    order: dict[str, int] = {}
+    for ep in episodes:
+        path = paths.get(ep.instr_id)
+        if path is None:
+            if require_all:
+                raise DataError(f"instr_id {ep.instr_id}: no prediction for this episode; the predictions "
+                                "must cover every instruction of the split")
+            continue
+        if not ep.has_goal:
+            raise DataError(f"instr_id {ep.instr_id}: the split has no goal for this episode (a test "
+                            "split?); use `vln-clip submit --check` to validate test predictions")
+        if len(path) == 0:
+            raise DataError(f"instr_id {ep.instr_id}: empty trajectory; it must start at the start viewpoint")
+        order[ep.instr_id] = len(order)
+        by_scan[ep.scan].append((ep, path))
+    scores: list[EpisodeScore] = []
+    for scan, items in by_scan.items():
+        scores.extend(_score_scan(graphs[scan], items))
+    scores.sort(key=lambda s: order[s.instr_id])
+    return EvalResult(scores, is_rxr=any(ep.dataset == "rxr" for ep in episodes))
+
+
+def score_episode(path: Sequence[str], reference: Sequence[str], graph: NavGraph) -> dict[str, float]:
+    """Metrics of a single path against a reference path (convenience for agents and tests)."""
+    ep = Episode(instr_id="0", path_id="0", scan=graph.scan, path=tuple(reference), heading=0.0,
+                 instruction="-")
+    s = _score_scan(graph, [(ep, list(path))])[0]
+    return {k: getattr(s, k) for k in EPISODE_METRICS + ("dtw",)}

@@ -170,11 +170,10 @@ def to_r2r_rows(predictions: Iterable[Prediction]) -> list[dict[str, Any]]:
 def to_rxr_rows(predictions: Iterable[Prediction]) -> list[dict[str, Any]]:
     rows = []
     for p in predictions:
-        try:
-            instruction_id: int | str = int(p.instr_id)
-        except ValueError:
+        if not p.instr_id.isascii() or not p.instr_id.isdigit():  # int() would accept "12_0" as 120
             raise DataError(f"instr_id {p.instr_id!r} is not an RxR instruction_id (an integer); export "
-                            "R2R predictions with --format r2r") from None
+                            "R2R predictions with --format r2r")
+        instruction_id = int(p.instr_id)
         path: list[str] = []
         for v in p.path:
             if not path or path[-1] != v:

@@ -1,12 +1,78 @@
-"""`vln-clip submit`: validate and export leaderboard submissions."""
+"""`vln-clip submit`: validate predictions and export leaderboard submissions.
+
+Test splits carry only the start viewpoint, so nothing can be scored locally; what can be
+checked is everything the leaderboard checks before scoring (every instruction answered once,
+known viewpoints, starting at the start, moving along edges). ``--check`` does only that;
+otherwise the validated trajectories are written in the leaderboard's format (R2R EvalAI
+JSON, or the RxR challenge JSON lines; see :mod:`vln_clip.eval.formats`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
-from .common import add_parser, not_available
+from vln_clip.errors import DataError
+
+from .common import add_parser
+from .eval import add_split_arguments, load_inference, resolve_connectivity, resolve_split
+
+EXAMPLES = [
+    "vln-clip submit --check preds_test.json --split-file data/r2r/R2R_test.json --connectivity connectivity/",
+    "vln-clip submit --predictions preds_test.json --split test --out submit/r2r_test.json",
+    "vln-clip submit --checkpoint runs/follower/best_val_unseen.pt --split test --features clip.h5 "
+    "--out submit/r2r_test.json",
+    "vln-clip submit --predictions rxr_test.jsonl --split test_standard_public --dataset rxr "
+    "--out submit/rxr_test_standard.jsonl.gz --format rxr",
+]
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = add_parser(sub, "submit", "validate and export leaderboard submissions", ["vln-clip submit --help"])
-    p.set_defaults(func=lambda a: not_available("submit", "issue 3"))
+    p = add_parser(sub, "submit", "validate and export leaderboard submissions (R2R EvalAI, RxR)", EXAMPLES,
+                   description="Validate predictions against a split (test splits have no goals, so only the "
+                               "structure is checked) and export them in the leaderboard format.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--check", metavar="PREDS", help="only validate this predictions file; exit 0 when valid")
+    src.add_argument("--predictions", metavar="PREDS", help="predictions file to export (R2R or RxR format)")
+    src.add_argument("--checkpoint", metavar="CKPT", help="run this follower checkpoint on the split and export")
+    add_split_arguments(p)
+    p.add_argument("--features", metavar="H5", help="feature store for --checkpoint")
+    p.add_argument("--batch-size", type=int, default=64, help="episodes per batch for --checkpoint (default 64)")
+    p.add_argument("--out", metavar="FILE", help="submission file to write (atomically)")
+    p.add_argument("--format", choices=("r2r", "rxr"), default=None,
+                   help="submission format (default: rxr for .jsonl(.gz) splits, else r2r)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vln_clip.episodes import read_episodes
+    from vln_clip.eval.formats import predictions_from_dicts, read_predictions, write_predictions
+    from vln_clip.eval.validation import validate_predictions
+    from vln_clip.graph import GraphStore
+
+    split = resolve_split(args)
+    connectivity = resolve_connectivity(args)
+    graphs = GraphStore(connectivity)
+    episodes = read_episodes(split, args.languages)
+    if args.check or args.predictions:
+        source = args.check or args.predictions
+        preds = read_predictions(source)
+    else:
+        predict = load_inference()
+        rows = predict(args.checkpoint, str(split), str(connectivity), features=args.features,
+                       batch_size=args.batch_size)
+        source = f"checkpoint {args.checkpoint}"
+        preds = predictions_from_dicts(rows, source)
+    validate_predictions(preds, episodes, graphs, source=str(source))
+    if args.check:
+        print(f"{source}: valid ({len(preds)} trajectories for {len(episodes)} instructions of {split.name})")
+        return 0
+    if not args.out:
+        raise DataError("--out FILE is required to export a submission (or use --check PREDS to only validate)")
+    fmt = args.format or ("rxr" if split.name.endswith((".jsonl", ".jsonl.gz")) else "r2r")
+    order = {ep.instr_id: n for n, ep in enumerate(episodes)}
+    preds = sorted(preds, key=lambda p: order[p.instr_id])
+    write_predictions(args.out, preds, fmt)
+    print(f"wrote {Path(args.out)} ({fmt} format, {len(preds)} trajectories)", file=sys.stderr)
+    return 0

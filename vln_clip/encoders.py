@@ -1,0 +1,366 @@
+"""The one visual-encoder registry: CLIP ResNets/ViT (open_clip) and the ImageNet ResNet-152 baseline.
+
+The CLIP-ViL study's core move is swapping the visual encoder, so every task (VLN features,
+VQA grids, captioning grids, pre-training) asks this module for an encoder by name and gets
+the same two outputs:
+
+- ``pooled``: ``[B, D]`` -- CLIP's attention-pooled, projected embedding for the ResNets, the
+  projected CLS token for ViT, the global average pool for the ImageNet ResNet. This is the
+  per-view VLN feature (optionally L2-normalized).
+- ``grid``: ``[B, C, h, w]`` -- the last feature map (ResNet ``layer4``) or the ViT patch
+  tokens after ``ln_post`` reshaped to a map, with ``h, w`` following the input size (VQA uses
+  600x1000 inputs, captioning 448x448, pre-training 384x640). For non-native sizes the
+  positional embeddings (attention pool / ViT) are bicubically interpolated.
+
+Weights come from open_clip's cache (looked up locally, never downloaded: an offline machine
+must not wait on the network), a local checkpoint file, or are random -- but only when asked
+for explicitly (``random_weights=True``), and that is recorded as ``weights="random"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import DataError, MissingResourceError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+WEIGHTS_ENV = "VLN_CLIP_WEIGHTS"
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything a caller needs to know about an encoder without building it."""
+
+    name: str
+    family: str  # "open_clip" or "torchvision"
+    arch: str  # open_clip model name or torchvision constructor name
+    input_size: int  # native square input resolution
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    pooled_dim: int
+    grid_channels: int
+    stride: int  # input pixels per grid cell (32 for all entries)
+    default_weights: str  # open_clip pretrained tag / torchvision weights enum name
+    weights_file: str  # file name of the original checkpoint (what to drop in $VLN_CLIP_WEIGHTS)
+    paper_name: str
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    spec.name: spec
+    for spec in (
+        EncoderSpec("clip_res50", "open_clip", "RN50", 224, CLIP_MEAN, CLIP_STD, 1024, 2048, 32,
+                    "openai", "RN50.pt", "CLIP-Res50"),
+        EncoderSpec("clip_res101", "open_clip", "RN101", 224, CLIP_MEAN, CLIP_STD, 512, 2048, 32,
+                    "openai", "RN101.pt", "CLIP-Res101"),
+        EncoderSpec("clip_res50x4", "open_clip", "RN50x4", 288, CLIP_MEAN, CLIP_STD, 640, 2560, 32,
+                    "openai", "RN50x4.pt", "CLIP-Res50x4"),
+        EncoderSpec("clip_vit_b32", "open_clip", "ViT-B-32", 224, CLIP_MEAN, CLIP_STD, 512, 768, 32,
+                    "openai", "ViT-B-32.pt", "CLIP-ViT-B/32"),
+        EncoderSpec("imagenet_res152", "torchvision", "resnet152", 224, IMAGENET_MEAN, IMAGENET_STD,
+                    2048, 2048, 32, "IMAGENET1K_V1", "resnet152-394f9c45.pth", "ImageNet-Res152"),
+    )
+}
+
+
+def encoder_names() -> list[str]:
+    return list(ENCODERS)
+
+
+def get_spec(name: str) -> EncoderSpec:
+    """The registry entry for ``name``; an unknown name lists the valid ones."""
+    try:
+        return ENCODERS[name]
+    except KeyError:
+        raise DataError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}") from None
+
+
+def grid_size(name: str, height: int, width: int) -> tuple[int, int]:
+    """Grid ``(h, w)`` an encoder produces for an input of ``height x width`` pixels."""
+    spec = get_spec(name)
+    if spec.family == "open_clip" and spec.arch.startswith("ViT"):
+        return height // spec.stride, width // spec.stride
+    # ResNets: stride-2 stem conv (pad 1), then four 2x reductions (avgpool/strided conv).
+    h, w = height, width
+    h, w = (h + 1) // 2, (w + 1) // 2  # stem conv1, stride 2, padding 1, k=3
+    for _ in range(4):
+        h, w = h // 2, w // 2
+    return h, w
+
+
+# ---------------------------------------------------------------------------------------
+# Weights
+
+
+def weights_help(spec: EncoderSpec) -> str:
+    where = []
+    if spec.family == "open_clip":
+        where.append(f"open_clip's cache (~/.cache/clip/{spec.weights_file}, or the Hugging Face cache "
+                     f"entry of the '{spec.default_weights}' tag)")
+    else:
+        where.append(f"torch hub's cache ({Path(torch.hub.get_dir()) / 'checkpoints' / spec.weights_file})")
+    where.append(f"${WEIGHTS_ENV}/{spec.weights_file} or ${WEIGHTS_ENV}/{spec.name}.pt")
+    return (f"no weights for encoder {spec.name} on this machine. Put the checkpoint in "
+            + " or ".join(where)
+            + ", or pass --weights PATH (Python: weights=PATH); to run without pretrained weights pass "
+              "--random-weights (random_weights=True), which is recorded as weights='random' in every output")
+
+
+def _cached_pretrained(spec: EncoderSpec, tag: str) -> Path | None:
+    """A local file holding weights ``tag`` for ``spec``, found without touching the network."""
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        for fname in (spec.weights_file, f"{spec.name}.pt", f"{spec.name}-{tag}.pt"):
+            cand = Path(env) / fname
+            if cand.is_file():
+                return cand
+    if spec.family == "torchvision":
+        cand = Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file
+        return cand if cand.is_file() else None
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(spec.arch, tag) or {}
+    if not cfg:
+        return None
+    url = cfg.get("url", "")
+    if url:
+        cand = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        if cand.is_file():
+            return cand
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:  # pragma: no cover - huggingface_hub ships with open_clip
+            return None
+        repo, fname = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        names = [fname] if fname else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        for name in names:
+            hit = try_to_load_from_cache(repo, name)
+            if isinstance(hit, str) and Path(hit).is_file():
+                return Path(hit)
+    return None
+
+
+def resolve_weights(spec: EncoderSpec, weights: str | os.PathLike[str] | None,
+                    random_weights: bool) -> tuple[Path | None, str]:
+    """(checkpoint file or None for random, label recorded in outputs)."""
+    if random_weights:
+        if weights is not None:
+            raise DataError("pass either weights or random_weights=True (--weights or --random-weights), not both")
+        return None, "random"
+    if weights is not None and (Path(weights).is_file() or os.sep in str(weights) or str(weights).endswith(
+            (".pt", ".pth", ".bin", ".safetensors"))):
+        path = Path(weights)
+        if not path.is_file():
+            raise MissingResourceError(f"{path}: weights file not found. " + weights_help(spec))
+        return path, f"file:{path.resolve()}"
+    tag = str(weights) if weights is not None else spec.default_weights
+    hit = _cached_pretrained(spec, tag)
+    if hit is None:
+        raise MissingResourceError(weights_help(spec) + f" (looked for tag {tag!r})")
+    return hit, f"{tag}:{hit}"
+
+
+# ---------------------------------------------------------------------------------------
+# Modules
+
+
+class Encoder(nn.Module):
+    """A visual encoder with one calling convention for every task.
+
+    ``forward(images)`` takes ``[B, 3, H, W]`` RGB images, uint8 (0-255) or float in [0, 1],
+    applies the encoder's normalization, and returns ``{"pooled": [B, D], "grid": [B, C, h, w]}``.
+    Pass ``normalized=True`` for inputs that are already mean/std normalized.
+    """
+
+    def __init__(self, spec: EncoderSpec, backbone: nn.Module, weights: str, l2_normalize: bool) -> None:
+        super().__init__()
+        self.spec = spec
+        self.name = spec.name
+        self.weights = weights
+        self.l2_normalize = l2_normalize
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def input_size(self) -> int:
+        return self.spec.input_size
+
+    @property
+    def pooled_dim(self) -> int:
+        return self.spec.pooled_dim
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+
+    def forward(self, images: torch.Tensor, normalized: bool = False, grid: bool = True) -> dict[str, torch.Tensor]:
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise DataError(f"encoder {self.name}: expected images of shape [B, 3, H, W], got {tuple(images.shape)}")
+        if images.shape[-1] < self.spec.stride or images.shape[-2] < self.spec.stride:
+            raise DataError(f"encoder {self.name}: images must be at least {self.spec.stride}x{self.spec.stride} "
+                            f"pixels, got {images.shape[-2]}x{images.shape[-1]}")
+        x = images if normalized else self.normalize(images)
+        pooled, fmap = self._encode(x, want_grid=grid)
+        if self.l2_normalize:
+            pooled = F.normalize(pooled.float(), dim=-1).to(pooled.dtype)
+        out = {"pooled": pooled}
+        if grid:
+            out["grid"] = fmap
+        return out
+
+    def _encode(self, x: torch.Tensor, want_grid: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.spec.family == "torchvision":
+            return _torchvision_resnet(self.backbone, x)
+        if self.spec.arch.startswith("ViT"):
+            return _clip_vit(self.backbone, x)
+        return _clip_resnet(self.backbone, x)
+
+
+def _clip_resnet(v: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    fmap = v.layer4(v.layer3(v.layer2(v.layer1(v.stem(x)))))
+    return _attention_pool(v.attnpool, fmap), fmap
+
+
+def _clip_vit(v: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = v.conv1(x)  # [B, width, gh, gw]
+    b, c, gh, gw = x.shape
+    tokens = x.flatten(2).transpose(1, 2)
+    cls = v.class_embedding.to(tokens.dtype).view(1, 1, -1).expand(b, 1, c)
+    x = torch.cat([cls, tokens], dim=1) + _vit_pos_embed(v.positional_embedding, gh, gw).to(tokens.dtype)
+    x = v.ln_pre(x)
+    x = v.transformer(x)
+    x = v.ln_post(x)
+    pooled = x[:, 0]
+    if v.proj is not None:
+        pooled = pooled @ v.proj
+    fmap = x[:, 1:].transpose(1, 2).reshape(b, c, gh, gw)
+    return pooled, fmap
+
+
+def _torchvision_resnet(v: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = v.maxpool(v.relu(v.bn1(v.conv1(x))))
+    fmap = v.layer4(v.layer3(v.layer2(v.layer1(x))))
+    return fmap.mean(dim=(2, 3)), fmap
+
+
+def _interp_grid_embed(grid: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Bicubically resize an ``[S*S, C]`` positional embedding to ``[h*w, C]``."""
+    side = int(round(math.sqrt(grid.shape[0])))
+    g = grid.reshape(1, side, side, -1).permute(0, 3, 1, 2).float()
+    g = F.interpolate(g, size=(h, w), mode="bicubic", align_corners=False)
+    return g.permute(0, 2, 3, 1).reshape(h * w, -1).to(grid.dtype)
+
+
+def _vit_pos_embed(pos: torch.Tensor, gh: int, gw: int) -> torch.Tensor:
+    side = int(round(math.sqrt(pos.shape[0] - 1)))
+    if (gh, gw) == (side, side):
+        return pos
+    return torch.cat([pos[:1], _interp_grid_embed(pos[1:], gh, gw)], dim=0)
+
+
+def _attention_pool(pool: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
+    """CLIP's attention pooling for any grid size; only the mean-token query is computed.
+
+    Equal to ``AttentionPool2d.forward`` at the native size (the other queries' outputs are
+    discarded there anyway), with the spatial positional embedding interpolated otherwise.
+    """
+    b, c, h, w = fmap.shape
+    x = fmap.flatten(2).permute(2, 0, 1)  # (HW)BC
+    x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0)
+    pos = pool.positional_embedding
+    side = int(round(math.sqrt(pos.shape[0] - 1)))
+    if (h, w) != (side, side):
+        pos = torch.cat([pos[:1], _interp_grid_embed(pos[1:], h, w)], dim=0)
+    x = x + pos[:, None, :].to(x.dtype)
+    out, _ = F.multi_head_attention_forward(
+        query=x[:1], key=x, value=x, embed_dim_to_check=c, num_heads=pool.num_heads,
+        q_proj_weight=pool.q_proj.weight, k_proj_weight=pool.k_proj.weight, v_proj_weight=pool.v_proj.weight,
+        in_proj_weight=None, in_proj_bias=torch.cat([pool.q_proj.bias, pool.k_proj.bias, pool.v_proj.bias]),
+        bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0,
+        out_proj_weight=pool.c_proj.weight, out_proj_bias=pool.c_proj.bias,
+        use_separate_proj_weight=True, training=False, need_weights=False)
+    return out[0]
+
+
+def _build_open_clip(spec: EncoderSpec, checkpoint: Path | None) -> nn.Module:
+    import open_clip
+
+    # QuickGELU is part of the OpenAI architecture: random and loaded models must match it.
+    logging.disable(logging.WARNING)  # "initialized randomly": we load or record the weights ourselves
+    try:
+        model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=True, device="cpu")
+    finally:
+        logging.disable(logging.NOTSET)
+    if checkpoint is not None:
+        try:
+            open_clip.load_checkpoint(model, str(checkpoint), strict=True)
+        except Exception as exc:  # wrong architecture, truncated download, not a checkpoint
+            raise DataError(f"{checkpoint}: cannot load as {spec.arch} weights for {spec.name} ({exc}); "
+                            "check that the file is the right model's checkpoint") from exc
+    visual = model.visual
+    del model
+    return visual
+
+
+def _build_torchvision(spec: EncoderSpec, checkpoint: Path | None) -> nn.Module:
+    import torchvision
+
+    model = getattr(torchvision.models, spec.arch)(weights=None)
+    if checkpoint is not None:
+        try:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+            if isinstance(state, dict) and "state_dict" in state:
+                state = state["state_dict"]
+            model.load_state_dict(state, strict=True)
+        except Exception as exc:
+            raise DataError(f"{checkpoint}: cannot load as {spec.arch} weights for {spec.name} ({exc}); "
+                            "check that the file is torchvision's resnet152 checkpoint") from exc
+    model.fc = nn.Identity()
+    return model
+
+
+def load_encoder(name: str, weights: str | os.PathLike[str] | None = None, random_weights: bool = False,
+                 device: str | torch.device | None = None, l2_normalize: bool = False) -> Encoder:
+    """Build encoder ``name`` in eval mode on ``device``.
+
+    ``weights``: ``None`` (the entry's default tag from the local cache), an open_clip tag such
+    as ``"openai"``, or a checkpoint path. ``random_weights=True`` builds an untrained model on
+    purpose (tests, pipelines without the weights) and records ``weights="random"``.
+    Raises :class:`MissingResourceError` saying where to put the file when nothing is found.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    spec = get_spec(name)
+    checkpoint, label = resolve_weights(spec, weights, random_weights)
+    if spec.family == "open_clip":
+        backbone = _build_open_clip(spec, checkpoint)
+    else:
+        backbone = _build_torchvision(spec, checkpoint)
+    enc = Encoder(spec, backbone, label, l2_normalize)
+    enc.eval().requires_grad_(False)
+    if device is not None:
+        enc.to(device)
+    return enc
+
+
+def describe(name: str) -> dict[str, Any]:
+    """A plain-dict view of a registry entry (for ``vln-clip features encoders``)."""
+    spec = get_spec(name)
+    h, w = grid_size(name, spec.input_size, spec.input_size)
+    return {"name": spec.name, "paper": spec.paper_name, "arch": spec.arch, "family": spec.family,
+            "input": spec.input_size, "pooled_dim": spec.pooled_dim, "grid_channels": spec.grid_channels,
+            "native_grid": f"{h}x{w}", "weights_file": spec.weights_file}

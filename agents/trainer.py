@@ -1,0 +1,792 @@
+"""Training loops: follower (IL + A2C), speaker (teacher forcing) and back-translation.
+
+One follower iteration follows R2R-EnvDrop:
+
+1. a teacher-forced rollout on a minibatch: at each step the cross-entropy between the
+   candidate logits and the teacher's candidate (shortest-path next hop, STOP at the goal);
+   ``il_loss`` = sum over steps of the batch mean over still-running episodes; weighted by
+   ``ml_weight`` (0.2 R2R, 0.4 RxR);
+2. a sampled rollout on another minibatch (A2C): actions sampled from the policy, EnvDrop's
+   reward from the environment (sign of the decrease of the distance to the goal per move;
+   +2 / -2 at STOP within / beyond 3 m), discounted returns with gamma 0.9 bootstrapped by the
+   critic when an episode is still running after ``max_actions`` steps, and
+   ``rl_loss = sum(-logp (R - V) + 0.5 (R - V)^2 - 0.01 entropy) / valid steps``;
+3. one RMSprop step (lr 1e-4) on ``ml_weight * il_loss + rl_loss`` with gradient clipping 40.
+
+Rollouts run on :class:`vln_clip.envs.BatchedNavEnv` on the training device. A rollout's
+per-step work is tensor operations only. On CUDA nothing reads a tensor back to the host
+inside a rollout: the loop runs the full ``max_actions`` steps with finished episodes
+masked. On CPU "the host" is where the tensors are, so the loop stops as soon as every
+episode has ended (a free check there). With ``cuda_graphs`` the decoder step (forward and
+backward) is captured once per shape with :func:`torch.cuda.make_graphed_callables`.
+
+Back-translation: per update one real batch (``ml_weight`` 0.2, plus A2C) and one augmented
+batch: augmented paths (``vln-clip data aug-paths``) get an instruction from the speaker
+(greedy, up to 120 tokens) computed on features multiplied by a per-episode environmental
+dropout mask over feature channels; the follower then learns (``bt_ml_weight`` 0.6 IL + A2C)
+on those instructions under the *same* mask for every view and every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from vln_clip.episodes import Episode, read_r2r, read_rxr
+from vln_clip.errors import DataError, MissingResourceError
+from vln_clip.geometry import ANGLE_FEATURE_SIZE
+from vln_clip.graph import GraphStore
+from vln_clip.paths import data_dir as default_data_dir
+from vln_clip.tokenizers import Vocab, tokenize
+
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .follower import Follower
+from .speaker import Speaker, corpus_bleu
+
+SPLITS = ("train", "val_seen", "val_unseen")
+
+
+# ------------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class DataPaths:
+    connectivity: Path
+    splits: dict[str, Path]
+    features: Path | None
+
+
+def extract_command(data: Path, encoder: str) -> str:
+    """The exact command that creates the missing feature store."""
+    return (f"vln-clip features extract --encoder {encoder} --source skybox --skybox-dir {data / 'scans'} "
+            f"--connectivity {data / 'connectivity'} --out {data / 'features' / (encoder + '.h5')}")
+
+
+def resolve_paths(cfg: TrainConfig) -> DataPaths:
+    """Find the connectivity graphs, split files and feature store of a run, or say what is missing."""
+    data = default_data_dir(cfg.data_dir)
+    conn = data / "connectivity"
+    if not conn.is_dir() and (data / "matterport" / "connectivity").is_dir():
+        conn = data / "matterport" / "connectivity"
+    if not conn.is_dir():
+        raise MissingResourceError(
+            f"{conn}: no connectivity graphs under the data directory {data}; pass --data-dir (or set "
+            "VLN_CLIP_DATA) to a folder with connectivity/, r2r/ (or rxr/) and features/, e.g. one made by "
+            f"`vln-clip data synth --out {data}`")
+    splits: dict[str, Path] = {}
+    for split in SPLITS:
+        if cfg.dataset == "rxr":
+            cands = [data / "rxr" / f"rxr_{split}_guide.jsonl.gz", data / "rxr" / f"rxr_{split}_guide.jsonl"]
+        else:
+            cands = [data / "r2r" / f"R2R_{split}.json"]
+        found = next((c for c in cands if c.exists()), None)
+        if found is None:
+            raise MissingResourceError(
+                f"{cands[0]}: split file not found; {cfg.dataset} training needs train, val_seen and "
+                f"val_unseen splits under {data} (download R2R/RxR, or `vln-clip data synth --out {data}`)")
+        splits[split] = found
+    feats: Path | None = None
+    if not cfg.no_vision:
+        feats = Path(cfg.features) if cfg.features else data / "features" / f"{cfg.encoder}.h5"
+        if not feats.exists():
+            raise MissingResourceError(
+                f"{feats}: no {cfg.encoder} feature store. Create it with:\n  "
+                + extract_command(data, cfg.encoder)
+                + "\n(or pass --features FILE.h5, or --no-vision for a vision-free follower)")
+    return DataPaths(conn, splits, feats)
+
+
+def read_split(path: Path, cfg: TrainConfig) -> list[Episode]:
+    if cfg.dataset == "rxr":
+        langs = None if cfg.language == "multi" else [cfg.language]
+        return read_rxr(path, langs)
+    return read_r2r(path)
+
+
+def build_vocab(episodes: Sequence[Episode], cfg: TrainConfig) -> Vocab:
+    """Train words seen at least ``min_word_count`` times (EnvDrop: 5)."""
+    return Vocab.build((tokenize(e.instruction, e.language, cfg.tokenizer_dataset) for e in episodes),
+                       cfg.min_word_count)
+
+
+def encode_instructions(episodes: Sequence[Episode], vocab: Vocab, max_len: int,
+                        dataset: str) -> torch.Tensor:
+    """``[N, max_len]`` word ids (BOS ... EOS, PAD = 0 after), truncated like EnvDrop."""
+    out = torch.full((len(episodes), max_len), vocab.pad, dtype=torch.long)
+    for i, e in enumerate(episodes):
+        ids = vocab.encode(tokenize(e.instruction, e.language, dataset), max_len)
+        out[i, : len(ids)] = torch.tensor(ids)
+    return out
+
+
+def ids_to_tensor(rows: Sequence[Sequence[int]], vocab: Vocab, max_len: int) -> torch.Tensor:
+    """Generated word ids (no BOS/EOS) -> padded ``[B, max_len]`` BOS ... EOS tensor."""
+    out = torch.full((len(rows), max_len), vocab.pad, dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids = [vocab.bos] + list(r)[: max_len - 2] + [vocab.eos]
+        out[i, : len(ids)] = torch.tensor(ids)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# Environment adapter: the only place that knows BatchedNavEnv's API
+
+
+class RolloutEnv:
+    """A :class:`vln_clip.envs.BatchedNavEnv` seen as tensors for the rollouts.
+
+    ``reset(idx)`` starts the episodes ``idx`` (positions in ``episodes``; at most
+    ``batch_size``) and returns :class:`Obs` for exactly those rows; ``step(actions)`` moves
+    them (an ended episode ignores its action) and returns ``(Obs, reward)``; ``paths()`` gives
+    each episode's viewpoint trajectory. Instruction ids are the trainer's own (the same
+    vocabulary is handed to the environment).
+    """
+
+    def __init__(self, graphs: GraphStore, episodes: Sequence[Episode], features: Any, vocab: Vocab,
+                 batch_size: int, device: torch.device, max_actions: int, max_instr_len: int) -> None:
+        from vln_clip.envs.batched import BatchedNavEnv
+
+        self.episodes = list(episodes)
+        self.device = device
+        self.batch_size = batch_size
+        self.env = BatchedNavEnv(graphs, self.episodes, features, num_envs=batch_size, device=device,
+                                 vocab=vocab, max_steps=max_actions, max_instr_len=max_instr_len,
+                                 validate=False)
+        self.feature_dim = int(self.env.feature_dim)
+        self.n = batch_size
+
+    def reset(self, idx: torch.Tensor) -> "Obs":
+        """``idx`` lives on the CPU (the trainer's data-order generator): no device sync."""
+        self.n = len(idx)
+        obs, info = self.env.reset(options={"episode_indices": idx.tolist()})
+        return Obs.from_env(obs, info, self.n)
+
+    def step(self, actions: torch.Tensor) -> tuple["Obs", torch.Tensor]:
+        if self.n < self.batch_size:
+            full = torch.full((self.batch_size,), -1, dtype=torch.long, device=actions.device)
+            full[: self.n] = actions
+            actions = full
+        obs, reward, _, _, info = self.env.step(actions)
+        return Obs.from_env(obs, info, self.n), reward[: self.n]
+
+    def paths(self) -> list[list[str]]:
+        return [[str(p[0]) for p in traj] for traj in self.env.trajectories()[: self.n]]
+
+
+@dataclass
+class Obs:
+    """What the follower needs from one environment step (rows = started episodes)."""
+
+    pano: torch.Tensor  # [B, 36, D + 128]: visual features + angle relative to the agent
+    cand: torch.Tensor  # [B, K, D + 128]; STOP row (index ``stop``) is zeros
+    cand_mask: torch.Tensor  # [B, K] bool, STOP included
+    stop: torch.Tensor  # [B] long, index of STOP (= number of real candidates)
+    teacher: torch.Tensor  # [B] long, STOP once ended
+    done: torch.Tensor  # [B] bool, episode already ended
+
+    @classmethod
+    def from_env(cls, o: dict[str, torch.Tensor], info: dict[str, Any], n: int) -> "Obs":
+        pano = torch.cat([o["panorama"][:n].float(), o["panorama_angles"][:n].float()], dim=2)
+        stop = o["num_candidates"][:n]
+        teacher = info["teacher"][:n]
+        teacher = torch.where(teacher < 0, stop, teacher)
+        return cls(pano, o["candidates"][:n], o["candidate_mask"][:n].bool(), stop, teacher, info["done"][:n])
+
+
+# ------------------------------------------------------------------------------------------
+# Rollouts
+
+
+def chosen_angle(cand: torch.Tensor, action: torch.Tensor, feature_dim: int) -> torch.Tensor:
+    """Angle part of the chosen candidate (zeros for STOP, whose feature is zero)."""
+    picked = cand.gather(1, action.view(-1, 1, 1).expand(-1, 1, cand.shape[2])).squeeze(1)
+    return picked[:, feature_dim:]
+
+
+def _any_running(ended: torch.Tensor) -> bool:
+    """Early exit only where it costs no device sync (CPU tensors)."""
+    return ended.device.type != "cpu" or not bool(ended.all())
+
+
+def il_rollout(model: Follower, env: RolloutEnv, idx: torch.Tensor, tokens: torch.Tensor,
+               max_actions: int, env_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Teacher-forced rollout -> EnvDrop's ML loss (sum over steps of the batch-mean CE)."""
+    mask = tokens != 0
+    ctx, h, c = model.encode(tokens, mask)
+    obs = env.reset(idx)
+    prev = tokens.new_zeros(tokens.shape[0], ANGLE_FEATURE_SIZE, dtype=torch.float32)
+    ended = obs.done.clone()
+    loss = ctx.new_zeros(())
+    for _ in range(max_actions):
+        logits, h, c, _, _, _ = model.step(prev, obs.pano, obs.cand, obs.cand_mask, h, c, ctx, mask, env_mask)
+        active = (~ended).float()
+        ce = F.cross_entropy(logits, obs.teacher, reduction="none")
+        loss = loss + (ce * active).sum() / active.sum().clamp(min=1.0)
+        action = torch.where(ended, obs.stop, obs.teacher)
+        prev = chosen_angle(obs.cand, action, model.feature_dim)
+        ended = ended | (action == obs.stop)
+        obs, _ = env.step(action)
+        if not _any_running(ended):
+            break
+    return loss
+
+
+def rl_rollout(model: Follower, env: RolloutEnv, idx: torch.Tensor, tokens: torch.Tensor,
+               max_actions: int, gamma: float, entropy_weight: float,
+               env_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Sampled rollout -> A2C loss (policy, value, entropy), normalised by valid steps."""
+    mask = tokens != 0
+    ctx, h, c = model.encode(tokens, mask)
+    obs = env.reset(idx)
+    b = tokens.shape[0]
+    prev = torch.zeros(b, ANGLE_FEATURE_SIZE, device=tokens.device)
+    ended = obs.done.clone()
+    logps, ents, values, rewards, masks = [], [], [], [], []
+    for _ in range(max_actions):
+        logits, h, c, h_tilde, _, _ = model.step(prev, obs.pano, obs.cand, obs.cand_mask, h, c, ctx, mask, env_mask)
+        logp_all = F.log_softmax(logits, 1)
+        probs = logp_all.exp()
+        action = torch.multinomial(probs, 1).squeeze(1)
+        action = torch.where(ended, obs.stop, action)
+        logps.append(logp_all.gather(1, action.view(-1, 1)).squeeze(1))
+        ents.append(-(probs * logp_all).sum(1))
+        values.append(model.value(h_tilde))
+        masks.append((~ended).float())
+        prev = chosen_angle(obs.cand, action, model.feature_dim)
+        ended = ended | (action == obs.stop)
+        obs, reward = env.step(action)
+        rewards.append(reward * masks[-1])
+        if not _any_running(ended):
+            break
+    # bootstrap episodes still running after the last step with the critic
+    with torch.no_grad():
+        _, _, _, h_last, _, _ = model.step(prev, obs.pano, obs.cand, obs.cand_mask, h, c, ctx, mask, env_mask)
+        ret = model.value(h_last) * (~ended).float()
+    loss = ctx.new_zeros(())
+    total = ctx.new_zeros(())
+    for t in reversed(range(len(rewards))):
+        ret = rewards[t] + gamma * ret * masks[t]  # masks[t]=0 -> return resets for finished episodes
+        adv = (ret - values[t]).detach()
+        loss = loss + (-logps[t] * adv * masks[t]).sum()
+        loss = loss + (((ret - values[t]) ** 2) * masks[t]).sum() * 0.5
+        loss = loss - (entropy_weight * ents[t] * masks[t]).sum()
+        total = total + masks[t].sum()
+    stats = {"reward": torch.stack(rewards).sum(0).mean().detach(),
+             "entropy": (torch.stack(ents) * torch.stack(masks)).sum().detach() / total.clamp(min=1)}
+    return loss / total.clamp(min=1.0), stats
+
+
+@torch.no_grad()
+def greedy_paths(model: Follower, env: RolloutEnv, idx: torch.Tensor, tokens: torch.Tensor,
+                 max_actions: int) -> list[list[str]]:
+    """Greedy decoding (argmax over unmasked candidates) -> viewpoint paths of the batch."""
+    mask = tokens != 0
+    ctx, h, c = model.encode(tokens, mask)
+    obs = env.reset(idx)
+    prev = torch.zeros(tokens.shape[0], ANGLE_FEATURE_SIZE, device=tokens.device)
+    ended = obs.done.clone()
+    for _ in range(max_actions):
+        logits, h, c, _, _, _ = model.step(prev, obs.pano, obs.cand, obs.cand_mask, h, c, ctx, mask)
+        action = torch.where(ended, obs.stop, logits.argmax(1))
+        prev = chosen_angle(obs.cand, action, model.feature_dim)
+        ended = ended | (action == obs.stop)
+        obs, _ = env.step(action)
+        if not bool(ended.all()):  # evaluation: one sync per step is acceptable here
+            continue
+        break
+    return env.paths()
+
+
+@torch.no_grad()
+def teacher_trajectories(env: RolloutEnv, idx: torch.Tensor, max_actions: int,
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Follow the teacher; collect the speaker's input.
+
+    Returns ``actions [B, T, F]`` (chosen candidate feature per step, STOP = zeros),
+    ``panos [B, T, 36, F]`` and ``step_mask [B, T]`` (True up to and including STOP).
+    """
+    obs = env.reset(idx)
+    ended = obs.done.clone()
+    acts, panos, masks = [], [], []
+    for _ in range(max_actions):
+        action = torch.where(ended, obs.stop, obs.teacher)
+        picked = obs.cand.gather(1, action.view(-1, 1, 1).expand(-1, 1, obs.cand.shape[2])).squeeze(1)
+        acts.append(picked)
+        panos.append(obs.pano)
+        masks.append(~ended)
+        ended = ended | (action == obs.stop)
+        obs, _ = env.step(action)
+        if bool(ended.all()):  # speaker data: one sync per step (not a follower rollout)
+            break
+    return torch.stack(acts, 1), torch.stack(panos, 1), torch.stack(masks, 1)
+
+
+# ------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) run produced."""
+
+    out_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path
+    iterations: int
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> summary
+    best_score: float | None = None
+    interrupted: bool = False
+    curve_png: Path | None = None
+
+
+class Run:
+    """State of one training run: data, models, optimizers, environments, RNG, history."""
+
+    def __init__(self, cfg: TrainConfig, resume: dict[str, Any] | None = None) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        self.paths = resolve_paths(cfg)
+        self.graphs = GraphStore(self.paths.connectivity)
+        self.episodes = {s: read_split(p, cfg) for s, p in self.paths.splits.items()}
+        if not self.episodes["train"]:
+            raise DataError(f"{self.paths.splits['train']}: no training episodes"
+                            + (f" in language {cfg.language}" if cfg.dataset == "rxr" else ""))
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.vocab = Vocab(resume["vocab"][4:]) if resume else build_vocab(self.episodes["train"], cfg)
+        self.features = self._open_features()
+        self.feature_dim = 0 if self.features is None else int(self.features.dim)
+        if cfg.eval_max_episodes:
+            for s in ("val_seen", "val_unseen"):
+                self.episodes[s] = self.episodes[s][: cfg.eval_max_episodes]
+        self.tokens = {s: encode_instructions(eps, self.vocab, cfg.max_instr_len, cfg.tokenizer_dataset).to(self.device)
+                       for s, eps in self.episodes.items()}
+        self.envs: dict[str, RolloutEnv] = {}
+        self.order_gen = torch.Generator().manual_seed(cfg.seed)
+        self.order: torch.Tensor = torch.empty(0, dtype=torch.long)
+        self.cursor = 0
+        self.iteration = 0
+        self.best_score: float | None = None
+        self.history: list[dict[str, Any]] = []
+        self.follower: Follower | None = None
+        self.speaker: Speaker | None = None
+        self.aug: list[Episode] = []
+        self._build_models()
+
+    # -- set-up ----------------------------------------------------------------------------
+    def _open_features(self) -> Any:
+        if self.paths.features is None:
+            return None
+        from vln_clip.features.store import FeatureStore
+
+        store = FeatureStore(self.paths.features)
+        enc = store.encoder
+        if enc not in ("unknown", self.cfg.encoder) and not self.cfg.features:
+            raise DataError(f"{self.paths.features}: made by encoder {enc}, not {self.cfg.encoder}; "
+                            "extract features for this encoder or pass --encoder " + enc)
+        return store
+
+    def follower_model(self) -> Follower:
+        c = self.cfg
+        drop = c.bt_feat_dropout if c.agent == "bt" else c.feat_dropout
+        return Follower(len(self.vocab), self.feature_dim, c.embed_dim, c.hidden_dim, c.angle_embed_dim,
+                        c.dropout, drop, self.vocab.pad).to(self.device)
+
+    def speaker_model(self) -> Speaker:
+        c = self.cfg
+        return Speaker(len(self.vocab), self.feature_dim, c.embed_dim, c.hidden_dim, c.dropout,
+                       c.feat_dropout, self.vocab.pad).to(self.device)
+
+    def _build_models(self) -> None:
+        c = self.cfg
+        if c.agent in ("follower", "bt"):
+            self.follower = self.follower_model()
+            self.optimizer = torch.optim.RMSprop(self.follower.parameters(), lr=c.lr)
+        if c.agent in ("speaker", "bt"):
+            self.speaker = self.speaker_model()
+            if c.agent == "speaker":
+                self.optimizer = torch.optim.Adam(self.speaker.parameters(), lr=c.speaker_lr)
+        if c.agent == "bt":
+            self._load_bt_inputs()
+
+    def _load_bt_inputs(self) -> None:
+        from .aug_paths import read_aug_paths
+
+        c = self.cfg
+        if not c.speaker_checkpoint or not c.aug_paths:
+            raise DataError("back-translation needs --speaker-checkpoint (a trained speaker), --aug-paths "
+                            "(from `vln-clip data aug-paths`) and normally --follower-checkpoint (the "
+                            "follower's best.pt)")
+        sp = load_checkpoint(c.speaker_checkpoint, self.device)
+        if sp["vocab"] != self.vocab.itos:
+            # the follower must read the speaker's words: adopt the speaker's vocabulary
+            self.vocab = Vocab(sp["vocab"][4:])
+            self.tokens = {s: encode_instructions(e, self.vocab, c.max_instr_len, c.tokenizer_dataset).to(self.device)
+                           for s, e in self.episodes.items()}
+            self.follower = self.follower_model()
+            self.optimizer = torch.optim.RMSprop(self.follower.parameters(), lr=c.lr)
+            self.speaker = self.speaker_model()
+        self.speaker.load_state_dict(sp["models"]["speaker"])
+        self.speaker.eval()
+        if c.follower_checkpoint:
+            fo = load_checkpoint(c.follower_checkpoint, self.device)
+            if fo["vocab"] != self.vocab.itos:
+                raise DataError(f"{c.follower_checkpoint}: its vocabulary differs from the speaker's "
+                                f"({c.speaker_checkpoint}); train both on the same dataset and split")
+            self.follower.load_state_dict(fo["models"]["follower"])
+        self.aug = read_aug_paths(c.aug_paths)
+        known = set(self.graphs.scans)
+        self.aug = [e for e in self.aug if e.scan in known]
+        if not self.aug:
+            raise DataError(f"{c.aug_paths}: no augmented path is in a scan of {self.paths.connectivity}")
+
+    def env(self, split: str) -> RolloutEnv:
+        if split not in self.envs:
+            eps = self.aug if split == "aug" else self.episodes[split]
+            self.envs[split] = RolloutEnv(self.graphs, eps, self.features, self.vocab, self.cfg.batch_size,
+                                          self.device, self.cfg.max_actions, self.cfg.max_instr_len)
+        return self.envs[split]
+
+    # -- batches ---------------------------------------------------------------------------
+    def next_batch(self, n: int) -> torch.Tensor:
+        """Next ``batch_size`` training indices; reshuffled every epoch from the run's generator."""
+        b = min(self.cfg.batch_size, n)
+        if self.cursor + b > len(self.order):
+            self.order = torch.randperm(n, generator=self.order_gen)
+            self.cursor = 0
+        idx = self.order[self.cursor: self.cursor + b]
+        self.cursor += b
+        return idx
+
+    # -- one update ------------------------------------------------------------------------
+    def follower_iteration(self) -> dict[str, float]:
+        c, m = self.cfg, self.follower
+        assert m is not None
+        m.train()
+        env = self.env("train")
+        self.optimizer.zero_grad()
+        idx = self.next_batch(len(self.episodes["train"]))
+        il = il_rollout(m, env, idx.to(self.device), self.tokens["train"][idx.to(self.device)], c.max_actions)
+        loss = c.ml_weight * il
+        logs = {"il_loss": il}
+        if c.use_rl:
+            idx2 = self.next_batch(len(self.episodes["train"]))
+            rl, stats = rl_rollout(m, env, idx2.to(self.device), self.tokens["train"][idx2.to(self.device)],
+                                   c.max_actions, c.gamma, c.entropy_weight)
+            loss = loss + rl
+            logs.update(rl_loss=rl, **stats)
+        if c.agent == "bt":
+            aug_loss, aug_logs = self.aug_loss()
+            loss = loss + aug_loss
+            logs.update(aug_logs)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), c.grad_clip)
+        self.optimizer.step()
+        logs["loss"] = loss
+        return {k: float(v.detach()) for k, v in logs.items()}  # one sync per iteration, after the update
+
+    def aug_loss(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Augmented batch: speaker instructions + follower losses under one environmental mask."""
+        c, m, sp = self.cfg, self.follower, self.speaker
+        assert m is not None and sp is not None
+        env = self.env("aug")
+        idx = self.aug_batch()
+        dev_idx = idx.to(self.device)
+        env_mask = m.env_dropout_mask(len(idx), c.bt_feat_dropout, device=self.device)
+        acts, panos, smask = teacher_trajectories(env, dev_idx, c.max_actions)
+        words = sp.generate(acts, panos, smask, self.vocab.bos, self.vocab.eos, c.max_decode_len, env_mask)
+        tokens = ids_to_tensor(words, self.vocab, c.max_instr_len).to(self.device)
+        il = il_rollout(m, env, dev_idx, tokens, c.max_actions, env_mask)
+        loss = c.bt_ml_weight * il
+        logs: dict[str, torch.Tensor] = {"aug_il_loss": il}
+        if c.use_rl:
+            rl, _ = rl_rollout(m, env, dev_idx, tokens, c.max_actions, c.gamma, c.entropy_weight, env_mask)
+            loss = loss + rl
+            logs["aug_rl_loss"] = rl
+        return loss, logs
+
+    def aug_batch(self) -> torch.Tensor:
+        if not hasattr(self, "_aug_order") or self._aug_cursor + self.cfg.batch_size > len(self._aug_order):
+            self._aug_order = torch.randperm(len(self.aug), generator=self.order_gen)
+            self._aug_cursor = 0
+        b = min(self.cfg.batch_size, len(self.aug))
+        idx = self._aug_order[self._aug_cursor: self._aug_cursor + b]
+        self._aug_cursor += b
+        return idx
+
+    def speaker_iteration(self) -> dict[str, float]:
+        sp = self.speaker
+        assert sp is not None
+        sp.train()
+        self.optimizer.zero_grad()
+        idx = self.next_batch(len(self.episodes["train"]))
+        acts, panos, smask = teacher_trajectories(self.env("train"), idx.to(self.device), self.cfg.max_actions)
+        loss = sp.loss(acts, panos, smask, self.tokens["train"][idx.to(self.device)], self.vocab.pad)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(sp.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        return {"speaker_loss": float(loss.detach())}
+
+    # -- evaluation ------------------------------------------------------------------------
+    def evaluate(self, split: str) -> dict[str, float]:
+        """Greedy follower metrics (eval.metrics) or speaker BLEU on ``split``; RNG untouched."""
+        with fork_rng(self.device):
+            if self.cfg.agent == "speaker":
+                return {"bleu": self.speaker_bleu(split)}
+            return self.follower_metrics(split)
+
+    def follower_metrics(self, split: str) -> dict[str, float]:
+        from vln_clip.eval.metrics import score_paths
+
+        m = self.follower
+        assert m is not None
+        m.eval()
+        eps = self.episodes[split]
+        env = self.env(split)
+        paths: dict[str, list[str]] = {}
+        for start in range(0, len(eps), self.cfg.batch_size):
+            idx = torch.arange(start, min(start + self.cfg.batch_size, len(eps)))
+            dev = idx.to(self.device)
+            for i, p in zip(idx.tolist(), greedy_paths(m, env, dev, self.tokens[split][dev], self.cfg.max_actions)):
+                paths[eps[i].instr_id] = p
+        summary = score_paths(paths, eps, self.graphs).summary(by_language=False)
+        return {k: float(v) for k, v in summary.items() if isinstance(v, (int, float))}
+
+    def speaker_bleu(self, split: str) -> float:
+        sp = self.speaker
+        assert sp is not None
+        sp.eval()
+        eps = self.episodes[split]
+        # one hypothesis per path, all of its instructions as references
+        first: dict[str, int] = {}
+        refs: dict[str, list[list[str]]] = {}
+        for i, e in enumerate(eps):
+            first.setdefault(e.path_id, i)
+            refs.setdefault(e.path_id, []).append(tokenize(e.instruction, e.language, self.cfg.tokenizer_dataset))
+        path_ids = list(first)
+        hyps: list[list[str]] = []
+        env = self.env(split)
+        for start in range(0, len(path_ids), self.cfg.batch_size):
+            idx = torch.tensor([first[p] for p in path_ids[start: start + self.cfg.batch_size]])
+            acts, panos, smask = teacher_trajectories(env, idx.to(self.device), self.cfg.max_actions)
+            for row in sp.generate(acts, panos, smask, self.vocab.bos, self.vocab.eos, self.cfg.max_decode_len):
+                hyps.append(self.vocab.decode(row))
+        return corpus_bleu(hyps, [refs[p] for p in path_ids])
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def models(self) -> dict[str, torch.nn.Module]:
+        out: dict[str, torch.nn.Module] = {}
+        if self.follower is not None:
+            out["follower"] = self.follower
+        if self.speaker is not None and self.cfg.agent != "bt":
+            out["speaker"] = self.speaker
+        return out
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "kind": "speaker" if self.cfg.agent == "speaker" else "follower",
+            "config": self.cfg.to_dict(),
+            "vocab": list(self.vocab.itos),
+            "feature_dim": self.feature_dim,
+            "models": {k: v.state_dict() for k, v in self.models().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+            "best_score": self.best_score,
+            "history": self.history,
+            "rng": rng_state(),
+            "order_rng": self.order_gen.get_state(),
+            "order": self.order.clone(),
+            "cursor": self.cursor,
+            "aug_order": getattr(self, "_aug_order", None),
+            "aug_cursor": getattr(self, "_aug_cursor", 0),
+        }
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        for k, mod in self.models().items():
+            mod.load_state_dict(ckpt["models"][k])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.iteration = int(ckpt["iteration"])
+        self.best_score = ckpt.get("best_score")
+        self.history = list(ckpt.get("history", []))
+        self.order_gen.set_state(ckpt["order_rng"])
+        self.order = ckpt["order"]
+        self.cursor = int(ckpt["cursor"])
+        if ckpt.get("aug_order") is not None:
+            self._aug_order = ckpt["aug_order"]
+            self._aug_cursor = int(ckpt["aug_cursor"])
+        set_rng_state(ckpt["rng"])
+
+
+@contextlib.contextmanager
+def fork_rng(device: torch.device):
+    """Evaluation must not move the training RNG streams (resume equivalence)."""
+    devices = [device] if device.type == "cuda" else []
+    import random
+
+    py, npst = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=devices):
+        yield
+    random.setstate(py)
+    np.random.set_state(npst)
+
+
+def _score(metrics: dict[str, float], key: str) -> float:
+    return float(metrics.get(key, 0.0))
+
+
+def plot_curves(history: list[dict[str, Any]], path: Path) -> Path | None:
+    """Learning curves (losses and validation metrics vs iteration) as a PNG, atomically."""
+    if not history:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vln_clip.io import atomic_path
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    loss_keys = sorted({k for h in history for k in h if k.endswith("loss")})
+    for k in loss_keys:
+        pts = [(h["iteration"], h[k]) for h in history if k in h]
+        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], label=k)
+    axes[0].set_xlabel("iteration")
+    axes[0].set_title("training losses")
+    axes[0].legend(fontsize=7)
+    metric_keys = sorted({k for h in history for k in h if "/" in k and k.split("/")[1] in ("success", "spl", "ndtw", "bleu")})
+    for k in metric_keys:
+        pts = [(h["iteration"], h[k]) for h in history if k in h]
+        axes[1].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
+    axes[1].set_xlabel("iteration")
+    axes[1].set_title("validation")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+    return path
+
+
+class _SigintFlag:
+    """Turn Ctrl-C into a flag checked between iterations, so the checkpoint is consistent."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._old: Any = None
+
+    def __enter__(self) -> "_SigintFlag":
+        try:
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.hit:  # second Ctrl-C: give up immediately
+            raise KeyboardInterrupt
+        self.hit = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def train(config: TrainConfig, resume: str | os.PathLike[str] | bool | None = None,
+          progress: bool = True, stop_after: int | None = None) -> TrainResult:
+    """Train ``config.agent`` for ``config.iters`` iterations in total (counting resumed ones).
+
+    ``resume``: a checkpoint path, or True for ``out_dir/last.pt``. Writes ``last.pt`` every
+    ``save_every`` iterations and on Ctrl-C, ``best.pt`` when the val-unseen selection metric
+    (SR for R2R/synthetic, nDTW for RxR, BLEU for the speaker) improves, TensorBoard scalars
+    under ``out_dir/tb`` and ``curves.png``. ``stop_after`` ends the call after that many
+    iterations of this call (for tests of interruption).
+    """
+    cfg = config
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = None
+    if resume:
+        rpath = out / "last.pt" if resume is True else Path(resume)
+        ckpt = load_checkpoint(rpath, cfg.device)
+        saved = TrainConfig.from_dict(ckpt["config"])
+        # the saved run defines the model; the caller may extend iters and change logging/paths
+        for keep in ("iters", "log_every", "eval_every", "save_every", "out_dir", "device", "data_dir", "features"):
+            setattr(saved, keep, getattr(cfg, keep))
+        cfg = saved
+    run = Run(cfg, ckpt)
+    if ckpt is not None:
+        run.restore(ckpt)
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm import tqdm
+
+    writer = SummaryWriter(str(out / "tb"))
+    select_key = "bleu" if cfg.agent == "speaker" else cfg.selection_metric
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    metrics: dict[str, dict[str, float]] = {}
+    interrupted = False
+    done_here = 0
+    bar = tqdm(total=cfg.iters, initial=run.iteration, disable=not progress, unit="it",
+               desc=f"{cfg.agent} {cfg.dataset}", dynamic_ncols=True)
+    t0 = time.perf_counter()
+    with _SigintFlag() as sigint:
+        while run.iteration < cfg.iters:
+            logs = run.speaker_iteration() if cfg.agent == "speaker" else run.follower_iteration()
+            run.iteration += 1
+            done_here += 1
+            bar.update(1)
+            it = run.iteration
+            if it % cfg.log_every == 0 or it == cfg.iters:
+                for k, v in logs.items():
+                    writer.add_scalar(f"train/{k}", v, it)
+                rate = done_here / max(time.perf_counter() - t0, 1e-9)
+                writer.add_scalar("train/it_per_s", rate, it)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k.endswith("loss")})
+                run.history.append({"iteration": it, **logs})
+            if it % cfg.eval_every == 0 or it == cfg.iters:
+                entry: dict[str, Any] = {"iteration": it}
+                for split in ("val_seen", "val_unseen"):
+                    metrics[split] = run.evaluate(split)
+                    for k, v in metrics[split].items():
+                        if k != "episodes":
+                            writer.add_scalar(f"{split}/{k}", v, it)
+                            entry[f"{split}/{k}"] = v
+                run.history.append(entry)
+                score = _score(metrics["val_unseen"], select_key)
+                if run.best_score is None or score > run.best_score:
+                    run.best_score = score
+                    save_checkpoint(best_path, {**run.state(), "metrics": metrics})
+                bar.write(f"iter {it}: " + "  ".join(
+                    f"{s} {k}={v:.3f}" for s, mm in metrics.items() for k, v in mm.items()
+                    if k in ("success", "spl", "ndtw", "bleu")))
+            if it % cfg.save_every == 0 or it == cfg.iters:
+                save_checkpoint(last_path, run.state())
+            if sigint.hit:
+                save_checkpoint(last_path, run.state())
+                bar.write(f"interrupted: saved {last_path} at iteration {it}; continue with --resume")
+                interrupted = True
+                break
+            if stop_after is not None and done_here >= stop_after:
+                save_checkpoint(last_path, run.state())
+                break
+    bar.close()
+    writer.flush()
+    writer.close()
+    if not last_path.exists():
+        save_checkpoint(last_path, run.state())
+    curve = plot_curves(run.history, out / "curves.png")
+    return TrainResult(out, best_path if best_path.exists() else None, last_path, run.iteration, metrics,
+                       run.best_score, interrupted, curve)

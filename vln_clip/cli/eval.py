@@ -87,15 +87,20 @@ def resolve_connectivity(args: argparse.Namespace) -> Path:
 
 def load_inference() -> Any:
     """``vln_clip.agents.inference.predict_trajectories``, or a clear error when it is absent."""
+    import importlib
+
     try:
-        from vln_clip.agents import inference
-    except ImportError as exc:
-        if exc.name in ("vln_clip.agents.inference",):
+        inference = importlib.import_module("vln_clip.agents.inference")
+    except ModuleNotFoundError as exc:
+        if exc.name == "vln_clip.agents.inference":
             raise MissingResourceError(
                 "checkpoint inference is not available: vln_clip.agents.inference is missing from this "
                 "installation (it comes with the follower trainer); score a predictions file instead"
             ) from exc
         raise
+    if not hasattr(inference, "predict_trajectories"):
+        raise MissingResourceError("vln_clip.agents.inference has no predict_trajectories(checkpoint, split_file, "
+                                   "connectivity_dir, features=None, batch_size=64); update vln-clip")
     return inference.predict_trajectories
 
 

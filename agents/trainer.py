@@ -182,8 +182,12 @@ class RolloutEnv:
         obs, reward, _, _, info = self.env.step(actions)
         return Obs.from_env(obs, info, self.n), reward[: self.n]
 
+    def trajectories(self) -> list[list[tuple[str, float, float]]]:
+        """R2R trajectories (start + one entry per move) of the started episodes (host sync)."""
+        return [list(t or []) for t in self.env.trajectories()[: self.n]]
+
     def paths(self) -> list[list[str]]:
-        return [[str(p[0]) for p in traj] for traj in self.env.trajectories()[: self.n]]
+        return [[str(p[0]) for p in traj] for traj in self.trajectories()]
 
 
 @dataclass

@@ -29,11 +29,13 @@ Degenerate cases the published formulas leave undefined (never met on R2R/RxR, w
 and goal are >= 5 m apart): SPL is ``success`` when d(start, goal) = TL = 0; LS is 1 when
 PC*L(R) = L(P) = 0.
 
-Speed: episodes are grouped by scan; for each scan the (padded) distance sub-matrices
-``D[P_b, R_b]`` are gathered in one fancy-indexing call and the DTW table is filled one
-anti-diagonal at a time for the whole batch (cells on an anti-diagonal only depend on the two
-previous ones), so the Python loop runs |P| + |R| times per scan instead of |P| x |R| times
-per episode. The arithmetic is the same as the textbook recurrence, so results are exact.
+Speed: the distance tables of the scans involved are concatenated into one flat array, so one
+fancy-indexing call gathers the (padded) sub-matrices ``D[P_b, R_b]`` of every episode of every
+scan; the DTW tables of the whole batch are then filled one anti-diagonal at a time (cells on
+an anti-diagonal only depend on the two previous ones), so the Python loop runs
+max|P| + max|R| times per batch instead of |P| x |R| times per episode. The arithmetic is that
+of the textbook recurrence, so results are exact (``benchmarks/bench_metrics.py`` checks this
+against a networkx + pure-Python scorer).
 """
 
 from __future__ import annotations
@@ -176,67 +178,95 @@ def batched_dtw(cost: np.ndarray, n: np.ndarray, m: np.ndarray) -> np.ndarray:
     return table[np.arange(b), n, m]
 
 
-def _score_scan(graph: NavGraph, items: list[tuple[Episode, Sequence[str]]]) -> list[EpisodeScore]:
-    dist = graph.distances
-    preds = [[graph.idx(v, f"instr_id {ep.instr_id}") for v in path] for ep, path in items]
-    refs = [[graph.idx(v, f"instr_id {ep.instr_id} reference") for v in ep.path] for ep, _ in items]
-    dedup = [[p[0]] + [b for a, b in zip(p, p[1:]) if a != b] for p in preds]
+def _score_batch(graphs: Sequence[NavGraph], items: Sequence[tuple[Episode, Sequence[str]]],
+                 chunk: int = 4096) -> list[EpisodeScore]:
+    """Score ``items[b]`` on ``graphs[b]``: every metric for the whole batch at once.
 
+    The scans' distance tables are concatenated into one flat array so that a single
+    fancy-indexing call gathers ``d(P_b[i], R_b[j])`` for every episode, whatever its scan.
+    """
+    tables: dict[int, int] = {}  # id(graph) -> offset in the flat array
+    flats: list[np.ndarray] = []
+    offset = 0
+    base = np.empty(len(items), dtype=np.int64)
+    size = np.empty(len(items), dtype=np.int64)
+    for b, g in enumerate(graphs):
+        key = id(g)
+        if key not in tables:
+            tables[key] = offset
+            flats.append(g.distances.ravel())
+            offset += g.distances.size
+        base[b] = tables[key]
+        size[b] = len(g)
+    flat = np.concatenate(flats) if flats else np.zeros(0)
+
+    preds = [[g.idx(v, f"instr_id {ep.instr_id}") for v in path] for g, (ep, path) in zip(graphs, items)]
+    refs = [[g.idx(v, f"instr_id {ep.instr_id} reference") for v in ep.path] for g, (ep, _) in zip(graphs, items)]
+    out: list[EpisodeScore] = []
+    for lo in range(0, len(items), chunk):
+        sl = slice(lo, lo + chunk)
+        out.extend(_score_chunk(flat, base[sl], size[sl], items[sl], preds[sl], refs[sl]))
+    return out
+
+
+def _score_chunk(flat: np.ndarray, base: np.ndarray, size: np.ndarray, items: Sequence[tuple[Episode, Sequence[str]]],
+                 preds: list[list[int]], refs: list[list[int]]) -> list[EpisodeScore]:
+    dedup = [[p[0]] + [b for a, b in zip(p, p[1:]) if a != b] for p in preds]
     p_idx, p_len = _pad(preds)
     r_idx, r_len = _pad(refs)
     q_idx, q_len = _pad(dedup)
     rows = np.arange(len(items))
-    goal = r_idx[rows, r_len - 1]
-    start = r_idx[:, 0]
-    last = p_idx[rows, p_len - 1]
+    base2 = base[:, None]
+    size2 = size[:, None]
+
+    def d(a: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Distances between index arrays a and c (broadcast), each row on its own scan."""
+        extra = a.ndim - 1
+        bb = base.reshape((-1,) + (1,) * extra)
+        ss = size.reshape((-1,) + (1,) * extra)
+        return flat[bb + a * ss + c]
 
     def path_lengths(idx: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         if idx.shape[1] < 2:
             return np.zeros(len(idx))
-        hops = dist[idx[:, :-1], idx[:, 1:]]
+        hops = flat[base2 + idx[:, :-1] * size2 + idx[:, 1:]]
         valid = np.arange(1, idx.shape[1])[None, :] < lengths[:, None]
         return np.where(valid, hops, 0.0).sum(1)
 
+    goal = r_idx[rows, r_len - 1]
+    start = r_idx[:, 0]
+    last = p_idx[rows, p_len - 1]
     tl = path_lengths(p_idx, p_len)
     ref_len = path_lengths(r_idx, r_len)
-    ne = dist[last, goal]
-    to_goal = dist[p_idx, goal[:, None]]
+    ne = d(last, goal)
     p_mask = np.arange(p_idx.shape[1])[None, :] < p_len[:, None]
-    oracle = np.where(p_mask, to_goal, np.inf).min(1)
+    oracle = np.where(p_mask, d(p_idx, goal[:, None]), np.inf).min(1)
     success = (ne < SUCCESS_DISTANCE).astype(np.float64)
-    shortest = dist[start, goal]
+    shortest = d(start, goal)
     denom = np.maximum(tl, shortest)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        spl = np.where(denom > 0, success * shortest / np.where(denom > 0, denom, 1.0), success)
+    spl = np.where(denom > 0, success * shortest / np.where(denom > 0, denom, 1.0), success)
 
     # DTW on the de-duplicated prediction against the full reference.
-    cost = dist[q_idx[:, :, None], r_idx[:, None, :]]
-    dtw = batched_dtw(cost, q_len, r_len)
+    dtw = batched_dtw(d(q_idx[:, :, None], r_idx[:, None, :]), q_len, r_len)
     ndtw = np.exp(-dtw / (DTW_THRESHOLD * r_len))
-    sdtw = np.where(dist[last, goal] <= SUCCESS_DISTANCE, ndtw, 0.0)
+    sdtw = np.where(ne <= SUCCESS_DISTANCE, ndtw, 0.0)  # d(P_last, R_last), inclusive
 
-    # CLS: coverage of each reference node by its nearest predicted node.
-    cover_cost = dist[p_idx[:, :, None], r_idx[:, None, :]]
-    nearest = np.where(p_mask[:, :, None], cover_cost, np.inf).min(1)  # (B, M)
+    # CLS: coverage of each reference node by its nearest predicted node (duplicates are harmless).
+    nearest = np.where(p_mask[:, :, None], d(p_idx[:, :, None], r_idx[:, None, :]), np.inf).min(1)
     r_mask = np.arange(r_idx.shape[1])[None, :] < r_len[:, None]
     pc = np.where(r_mask, np.exp(-nearest / DTW_THRESHOLD), 0.0).sum(1) / r_len
     expected = pc * ref_len
     ls_den = expected + np.abs(expected - tl)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ls = np.where(ls_den > 0, expected / np.where(ls_den > 0, ls_den, 1.0), 1.0)
+    ls = np.where(ls_den > 0, expected / np.where(ls_den > 0, ls_den, 1.0), 1.0)
     cls = pc * ls
 
-    out = []
-    for b, (ep, path) in enumerate(items):
-        out.append(EpisodeScore(
-            instr_id=ep.instr_id, scan=ep.scan, language=ep.language,
-            trajectory_length=float(tl[b]), nav_error=float(ne[b]), oracle_error=float(oracle[b]),
-            success=float(success[b]), oracle_success=float(oracle[b] < SUCCESS_DISTANCE),
-            spl=float(spl[b]), steps=len(path) - 1, ndtw=float(ndtw[b]), sdtw=float(sdtw[b]),
-            cls=float(cls[b]), dtw=float(dtw[b]), shortest_distance=float(shortest[b]),
-            reference_length=float(ref_len[b]), instruction_words=len(ep.instruction.split()),
-        ))
-    return out
+    columns = zip(tl.tolist(), ne.tolist(), oracle.tolist(), success.tolist(), spl.tolist(), ndtw.tolist(),
+                  sdtw.tolist(), cls.tolist(), dtw.tolist(), shortest.tolist(), ref_len.tolist(), p_len.tolist())
+    return [
+        EpisodeScore(ep.instr_id, ep.scan, ep.language, t, n, o, s, float(o < SUCCESS_DISTANCE), sp, pl - 1,
+                     nd, sd, c, dw, sh, rl, len(ep.instruction.split()))
+        for (ep, _), (t, n, o, s, sp, nd, sd, c, dw, sh, rl, pl) in zip(items, columns)
+    ]
 
 
 def score_paths(paths: Mapping[str, Sequence[str]], episodes: Iterable[Episode], graphs: GraphStore,
@@ -249,8 +279,7 @@ def score_paths(paths: Mapping[str, Sequence[str]], episodes: Iterable[Episode],
     here only viewpoints are looked up.
     """
     episodes = list(episodes)
-    by_scan: dict[str, list[tuple[Episode, Sequence[str]]]] = defaultdict(list)
-    order: dict[str, int] = {}
+    items: list[tuple[Episode, Sequence[str]]] = []
     for ep in episodes:
         path = paths.get(ep.instr_id)
         if path is None:
@@ -263,12 +292,8 @@ def score_paths(paths: Mapping[str, Sequence[str]], episodes: Iterable[Episode],
                             "split?); use `vln-clip submit --check` to validate test predictions")
         if len(path) == 0:
             raise DataError(f"instr_id {ep.instr_id}: empty trajectory; it must start at the start viewpoint")
-        order[ep.instr_id] = len(order)
-        by_scan[ep.scan].append((ep, path))
-    scores: list[EpisodeScore] = []
-    for scan, items in by_scan.items():
-        scores.extend(_score_scan(graphs[scan], items))
-    scores.sort(key=lambda s: order[s.instr_id])
+        items.append((ep, path))
+    scores = _score_batch([graphs[ep.scan] for ep, _ in items], items)
     return EvalResult(scores, is_rxr=any(ep.dataset == "rxr" for ep in episodes))
 
 
@@ -276,5 +301,5 @@ def score_episode(path: Sequence[str], reference: Sequence[str], graph: NavGraph
     """Metrics of a single path against a reference path (convenience for agents and tests)."""
     ep = Episode(instr_id="0", path_id="0", scan=graph.scan, path=tuple(reference), heading=0.0,
                  instruction="-")
-    s = _score_scan(graph, [(ep, list(path))])[0]
+    s = _score_batch([graph], [(ep, list(path))])[0]
     return {k: getattr(s, k) for k in EPISODE_METRICS + ("dtw",)}

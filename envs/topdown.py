@@ -63,14 +63,10 @@ def draw_topdown(graph: NavGraph, *, trajectory: Sequence[str] = (), reference: 
     gl = graph.idx(goal, "draw_topdown goal") if goal else (ref[-1] if len(ref) > 1 else None)
 
     pos = np.asarray(graph.positions, dtype=np.float64)
-    lo, hi = pos[:, :2].min(0), pos[:, :2].max(0)
-    span = float(max(hi[0] - lo[0], hi[1] - lo[1], 1e-6))
-    scale = (size - 2 * margin) / span
-    centre = (lo + hi) / 2.0
+    pixels, scale = topdown_pixels(graph, size, margin)
 
     def px(i: int) -> tuple[float, float]:
-        x, y = pos[i, 0], pos[i, 1]
-        return (size / 2 + (x - centre[0]) * scale, size / 2 - (y - centre[1]) * scale)
+        return (float(pixels[i, 0]), float(pixels[i, 1]))
 
     z_ref = pos[cur, 2] if cur is not None else (pos[st, 2] if st is not None else None)
     far = np.zeros(len(graph), dtype=bool) if z_ref is None else np.abs(pos[:, 2] - z_ref) > FLOOR_GAP
@@ -112,3 +108,22 @@ def draw_topdown(graph: NavGraph, *, trajectory: Sequence[str] = (), reference: 
     if title:
         draw.text((4, 4), title, fill=TEXT)
     return np.asarray(img, dtype=np.uint8).copy()
+
+
+def topdown_pixels(graph: NavGraph, size: int = 512, margin: int = 24) -> tuple[np.ndarray, float]:
+    """Where :func:`draw_topdown` puts each viewpoint: ``(N, 2)`` float (column, row) and px/metre.
+
+    The map is centred on the graph's x/y bounding box, x to the right and y up, scaled so the
+    larger side fills ``size - 2 * margin`` pixels. Tools and tests use it to find a viewpoint
+    (or a path segment) in the picture.
+    """
+    pos = np.asarray(graph.positions, dtype=np.float64)
+    if len(pos) == 0:
+        return np.zeros((0, 2)), 1.0
+    lo, hi = pos[:, :2].min(0), pos[:, :2].max(0)
+    span = float(max(hi[0] - lo[0], hi[1] - lo[1], 1e-6))
+    scale = (size - 2 * margin) / span
+    centre = (lo + hi) / 2.0
+    cols = size / 2 + (pos[:, 0] - centre[0]) * scale
+    rows = size / 2 - (pos[:, 1] - centre[1]) * scale
+    return np.stack([cols, rows], axis=1), scale

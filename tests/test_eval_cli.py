@@ -115,6 +115,11 @@ def test_rxr_predictions_by_language(world, capsys):
     assert list(s) == list(SUMMARY_KEYS) + ["by_language"]
     assert s["by_language"]["en"]["success"] == 1.0 and s["by_language"]["te"]["success"] == 0.0
     assert s["by_language"]["te"]["nav_error"] == 6.0
+    rc, out, _ = _run(capsys, ["eval", str(preds), "--split-file", str(split), "--connectivity",
+                               str(world["conn"]), "--json", "--languages", "te"])
+    assert rc == 0
+    s = json.loads(out)
+    assert s["episodes"] == 1 and list(s["by_language"]) == ["te"] and s["success"] == 0.0
 
 
 def test_report_csv_and_plots(world, capsys):

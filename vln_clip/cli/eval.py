@@ -85,6 +85,20 @@ def resolve_connectivity(args: argparse.Namespace) -> Path:
     return default
 
 
+def drop_filtered_languages(preds: list, split: Path, episodes: list, languages: list[str] | None) -> list:
+    """With --languages, ignore predictions for the split's instructions in other languages.
+
+    Ids that are in no language of the split stay, so validation still reports them as unknown.
+    """
+    if not languages:
+        return preds
+    from vln_clip.episodes import read_episodes
+
+    everything = {ep.instr_id for ep in read_episodes(split)}
+    kept = {ep.instr_id for ep in episodes}
+    return [p for p in preds if p.instr_id in kept or p.instr_id not in everything]
+
+
 def load_inference() -> Any:
     """``vln_clip.agents.inference.predict_trajectories``, or a clear error when it is absent."""
     import importlib
@@ -158,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                         "use `vln-clip submit --check` to validate predictions for it")
 
     if args.predictions:
-        preds = read_predictions(args.predictions)
+        preds = drop_filtered_languages(read_predictions(args.predictions), split, episodes, args.languages)
         source = str(args.predictions)
         if args.limit is not None:  # the file covers the whole split; keep the first N
             wanted = {ep.instr_id for ep in episodes}

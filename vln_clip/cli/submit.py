@@ -16,7 +16,7 @@ from pathlib import Path
 from vln_clip.errors import DataError
 
 from .common import add_parser
-from .eval import add_split_arguments, load_inference, resolve_connectivity, resolve_split
+from .eval import add_split_arguments, drop_filtered_languages, load_inference, resolve_connectivity, resolve_split
 
 EXAMPLES = [
     "vln-clip submit --check preds_test.json --split-file data/r2r/R2R_test.json --connectivity connectivity/",
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     episodes = read_episodes(split, args.languages)
     if args.check or args.predictions:
         source = args.check or args.predictions
-        preds = read_predictions(source)
+        preds = drop_filtered_languages(read_predictions(source), split, episodes, args.languages)
     else:
         predict = load_inference()
         rows = predict(args.checkpoint, str(split), str(connectivity), features=args.features,

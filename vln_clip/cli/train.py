@@ -3,10 +3,104 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
 
-from .common import add_parser, not_available
+from .common import add_parser
+
+EXAMPLES = [
+    "vln-clip train --dataset rxr --encoder clip_res50x4 --agent follower --language multi --out runs/rxr",
+    "vln-clip train --dataset r2r --encoder clip_res50 --agent follower --out runs/r2r",
+    "vln-clip train --dataset synthetic --data-dir data/synthetic --encoder clip_res50 --iters 1500 --out runs/syn",
+    "vln-clip train --dataset synthetic --data-dir data/synthetic --no-vision --out runs/syn_blind",
+    "vln-clip train --dataset synthetic --data-dir data/synthetic --agent speaker --out runs/syn_speaker",
+    "vln-clip train --dataset synthetic --data-dir data/synthetic --agent bt --aug-paths aug_paths.json "
+    "--speaker-checkpoint runs/syn_speaker/best.pt --follower-checkpoint runs/syn/best.pt --out runs/syn_bt",
+    "vln-clip train --out runs/r2r --resume   # continue runs/r2r/last.pt",
+]
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = add_parser(sub, "train", "train follower, speaker or back-translation agents", ["vln-clip train --help"])
-    p.set_defaults(func=lambda a: not_available("train", "issue 6"))
+    p = add_parser(
+        sub, "train", "train follower, speaker or back-translation agents (EnvDrop, CLIP-ViL settings)", EXAMPLES,
+        description="Train an EnvDrop follower (IL + A2C), a speaker, or a follower with back-translation. "
+                    "Checkpoints go to OUT/last.pt (every --save-every iterations and on Ctrl-C) and OUT/best.pt "
+                    "(best val-unseen SR for R2R/synthetic, nDTW for RxR, BLEU for the speaker); TensorBoard logs "
+                    "to OUT/tb; learning curves to OUT/curves.png.")
+    p.add_argument("--dataset", choices=("r2r", "rxr", "synthetic"), default="r2r",
+                   help="preset and split files (synthetic = a `vln-clip data synth` world, R2R layout)")
+    p.add_argument("--encoder", default=None, help="feature encoder name (vln_clip.encoders), default clip_res50 "
+                   "(clip_res50x4 for rxr); picks DATA/features/<encoder>.h5")
+    p.add_argument("--agent", choices=("follower", "speaker", "bt"), default="follower")
+    p.add_argument("--language", choices=("en", "hi", "te", "multi"), default=None, help="RxR languages (default multi)")
+    p.add_argument("--data-dir", default=None, help="data root with connectivity/, r2r/ or rxr/, features/ "
+                   "(default $VLN_CLIP_DATA or ./data)")
+    p.add_argument("--iters", type=int, default=None, help="total iterations (preset: 80k r2r, 200k rxr, 1.5k synthetic)")
+    p.add_argument("--out", required=True, help="run directory for checkpoints, logs and curves")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--log-every", type=int, default=None)
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument("--save-every", type=int, default=None)
+    p.add_argument("--eval-max-episodes", type=int, default=None, help="cap validation episodes per split")
+    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
+                   help="continue OUT/last.pt (or CKPT) with its model, optimizer, RNG states and iteration")
+    p.add_argument("--features", default=None, help="explicit feature store (.h5) instead of DATA/features/<encoder>.h5")
+    p.add_argument("--no-vision", action="store_true", help="vision-free follower: angle features only")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--aug-paths", default=None, help="bt: augmented paths from `vln-clip data aug-paths`")
+    p.add_argument("--speaker-checkpoint", default=None, help="bt: the trained speaker (its best.pt)")
+    p.add_argument("--follower-checkpoint", default=None, help="bt: start from this follower (its best.pt)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vln_clip.agents.config import TrainConfig
+    from vln_clip.agents.trainer import train
+    from vln_clip.paths import data_dir
+
+    encoder = args.encoder or ("clip_res50x4" if args.dataset == "rxr" else "clip_res50")
+    if not args.features and not args.no_vision:
+        from vln_clip.encoders import get_spec
+
+        get_spec(encoder)  # unknown names stop here with the list of valid ones
+    cfg = TrainConfig.preset(
+        args.dataset, agent=args.agent, encoder=encoder, language=args.language,
+        data_dir=str(data_dir(args.data_dir)), out_dir=args.out, iters=args.iters, batch_size=args.batch_size,
+        log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
+        eval_max_episodes=args.eval_max_episodes, features=args.features, no_vision=args.no_vision or None,
+        device=args.device, seed=args.seed, aug_paths=args.aug_paths, speaker_checkpoint=args.speaker_checkpoint,
+        follower_checkpoint=args.follower_checkpoint)
+    if cfg.features is None and not cfg.no_vision:
+        _check_encoder_dim(cfg)
+    result = train(cfg, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())
+    summary = {
+        "iterations": result.iterations, "interrupted": result.interrupted,
+        "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+        "last_checkpoint": str(result.last_checkpoint), "best_score": result.best_score,
+        "val_unseen": result.metrics.get("val_unseen", {}), "val_seen": result.metrics.get("val_seen", {}),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"checkpoints: {summary['last_checkpoint']}" + (f", {summary['best_checkpoint']}" if result.best_checkpoint else ""))
+        vu = summary["val_unseen"]
+        if vu:
+            print("val_unseen: " + "  ".join(f"{k}={v:.4f}" for k, v in vu.items() if isinstance(v, float)))
+    return 130 if result.interrupted else 0
+
+
+def _check_encoder_dim(cfg: "object") -> None:
+    """A store named after a registry encoder must have that encoder's pooled width."""
+    from vln_clip.agents.trainer import resolve_paths
+    from vln_clip.encoders import get_spec
+    from vln_clip.features.store import FeatureStore
+
+    paths = resolve_paths(cfg)  # type: ignore[arg-type]
+    if paths.features is not None and os.path.exists(paths.features):
+        spec = get_spec(cfg.encoder)  # type: ignore[attr-defined]
+        with FeatureStore(paths.features) as store:
+            store.check_dim(spec.pooled_dim, cfg.encoder)  # type: ignore[attr-defined]

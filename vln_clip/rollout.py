@@ -187,7 +187,7 @@ class TeacherActor:
     name = "teacher"
 
     def reset(self, obs: Any, info: dict[str, Any]) -> None:
-        if info.get("teacher") is None:
+        if info.get("teacher") is None or int(info["teacher"]) < 0:
             raise DataError("this episode has no goal (a test split?), so there is no teacher to follow; "
                             "use --policy agent, random or human")
 
@@ -358,17 +358,24 @@ def _unwrap(env: Any) -> Any:
 
 
 def _tokens(obs: Any, info: dict[str, Any], episode: Episode) -> list[str]:
-    """The instruction's words as the agent's tokenizer saw them (for attention highlighting)."""
-    toks = info.get("instruction_tokens") or info.get("tokens")
-    if toks and isinstance(toks[0], str):
-        return list(toks)
+    """The instruction's words as the agent's tokenizer saw them (for attention highlighting).
+
+    The observation's ids are BOS, words, EOS; the attention is over those positions, so the
+    displayed tokens keep BOS/EOS in place (and out-of-vocabulary words show as the raw word).
+    """
     from vln_clip.tokenizers import tokenize
 
-    return tokenize(episode.instruction, episode.language, "rxr" if episode.dataset == "rxr" else "r2r")
+    words = tokenize(episode.instruction, episode.language, "rxr" if episode.dataset == "rxr" else "r2r")
+    if isinstance(obs, dict) and "instruction_length" in obs:
+        n = int(obs["instruction_length"])
+        # BOS + words (truncated to fit) + EOS
+        body = words[: max(0, n - 2)]
+        return ["<BOS>"] + body + ["<EOS>"]
+    return words
 
 
 def _pose(info: dict[str, Any], obs: Any) -> tuple[str, float, float]:
-    return (str(info["viewpoint"]), float(info.get("heading", 0.0)), float(info.get("elevation", 0.0)))
+    return (str(info["viewpoint"]), float(info["heading"]), float(info["elevation"]))
 
 
 def describe_state(obs: Any, info: dict[str, Any], graph: NavGraph, step: int,
@@ -382,10 +389,13 @@ def describe_state(obs: Any, info: dict[str, Any], graph: NavGraph, step: int,
     vp = str(info["viewpoint"])
     heading = float(info.get("heading", 0.0))
     elevation = float(info.get("elevation", 0.0))
-    cand_vps = list(info["candidates"])
+    cand_vps = list(info["candidate_viewpoints"])
     mask = np.asarray(info["action_mask"], dtype=bool)
-    stop = int(info.get("stop_action", len(cand_vps)))
-    views = info.get("candidate_views")
+    stop = int(obs["num_candidates"]) if isinstance(obs, dict) and "num_candidates" in obs else len(cand_vps)
+    from vln_clip.envs.panorama import scan_panorama
+
+    ix = graph.idx(vp)
+    views = scan_panorama(graph).view[ix]
     here = graph.positions[graph.idx(vp)]
     probs = decision.probs if decision is not None else None
     cands: list[Candidate] = []
@@ -404,6 +414,8 @@ def describe_state(obs: Any, info: dict[str, Any], graph: NavGraph, step: int,
         ))
     dist = info.get("distance_to_goal")
     teacher = info.get("teacher")
+    if teacher is not None and int(teacher) < 0:
+        teacher = None  # no goal (test split) or the episode is over
     return StepRecord(
         step=step, viewpoint=vp, heading=heading, elevation=elevation,
         distance_to_goal=None if dist is None or (isinstance(dist, float) and math.isnan(dist)) else float(dist),
@@ -451,7 +463,13 @@ def play(player: EpisodePlayer, policy: Actor | None, console: Any = None, inter
     console = console or Console()
     read = input_fn or input
     if policy is not None and policy is not player.shadow:
-        policy.reset(player.obs, player.info)
+        try:
+            policy.reset(player.obs, player.info)
+        except DataError as exc:
+            if not interactive:
+                raise
+            console.print(f"Enter does nothing here: {exc}", style="yellow")
+            policy = None
     helper_name = policy.name if policy is not None else "nobody"
     if interactive:
         console.print(INTERACTIVE_HELP.format(helper=helper_name))

@@ -396,6 +396,31 @@ def write_view_pngs(views: np.ndarray, out_dir: str | os.PathLike[str]) -> list[
     return paths
 
 
+def make_mattersim(skybox_dir: str | os.PathLike[str], connectivity_dir: str | os.PathLike[str],
+                   spec: ViewSpec = ViewSpec()) -> object:
+    """A discretized, rendering MatterSim simulator (needs ``import MatterSim``; explains otherwise)."""
+    from vln_clip.envs.backends import MATTERSIM_HELP, has_mattersim
+
+    if not has_mattersim():
+        raise MissingResourceError(MATTERSIM_HELP)
+    import MatterSim  # type: ignore[import-not-found]
+
+    sim = MatterSim.Simulator()
+    sim.setCameraResolution(spec.width, spec.height)
+    sim.setCameraVFOV(spec.vfov)
+    sim.setDiscretizedViewingAngles(True)
+    sim.setRenderingEnabled(True)
+    sim.setDatasetPath(str(skybox_dir))
+    sim.setNavGraphPath(str(connectivity_dir))
+    if hasattr(sim, "setBatchSize"):
+        sim.setBatchSize(1)
+    if hasattr(sim, "initialize"):
+        sim.initialize()
+    else:
+        sim.init()
+    return sim
+
+
 def mattersim_views(skybox_dir: str | os.PathLike[str], connectivity_dir: str | os.PathLike[str], scan: str,
                     pano: str, spec: ViewSpec = ViewSpec(), sim: object | None = None) -> np.ndarray:
     """The 36 views ``[36, H, W, 3]`` uint8 **BGR** rendered by MatterSim itself (needs ``import MatterSim``).
@@ -403,30 +428,15 @@ def mattersim_views(skybox_dir: str | os.PathLike[str], connectivity_dir: str | 
     Follows the reference feature scripts: start at heading 0, elevation -30 degrees, turn
     right through 12 headings, look up after every 12 views.
     """
-    from vln_clip.envs.backends import MATTERSIM_HELP, has_mattersim
-
     if sim is None:
-        if not has_mattersim():
-            raise MissingResourceError(MATTERSIM_HELP)
-        import MatterSim  # type: ignore[import-not-found]
-
-        sim = MatterSim.Simulator()
-        sim.setCameraResolution(spec.width, spec.height)
-        sim.setCameraVFOV(spec.vfov)
-        sim.setDiscretizedViewingAngles(True)
-        sim.setRenderingEnabled(True)
-        sim.setDatasetPath(str(skybox_dir))
-        sim.setNavGraphPath(str(connectivity_dir))
-        if hasattr(sim, "setBatchSize"):
-            sim.setBatchSize(1)
-        sim.initialize() if hasattr(sim, "initialize") else sim.init()
+        sim = make_mattersim(skybox_dir, connectivity_dir, spec)
     out = np.zeros((NUM_VIEWS, spec.height, spec.width, 3), dtype=np.uint8)
     sim.newEpisode([scan], [pano], [0.0], [math.radians(-30)])
     for ix in range(NUM_VIEWS):
         state = sim.getState()[0]
         if state.viewIndex != ix:
             raise DataError(f"MatterSim returned view {state.viewIndex} where {ix} was expected")
-        out[ix] = np.array(state.rgb, copy=False)
+        out[ix] = np.asarray(state.rgb)
         if ix % 12 == 11:
             sim.makeAction([0], [1.0], [1.0])
         else:

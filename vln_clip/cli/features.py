@@ -1,12 +1,187 @@
-"""`vln-clip features`: views and CLIP feature extraction."""
+"""``vln-clip features``: encoders, the 36 discretized views, CLIP feature extraction, TSV conversion."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from .common import add_parser, not_available
+from .common import add_parser
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    p = add_parser(sub, "features", "views and CLIP feature extraction", ["vln-clip features --help"])
-    p.set_defaults(func=lambda a: not_available("features", "issue 4"))
+    p = add_parser(sub, "features", "views and CLIP feature extraction",
+                   ["vln-clip features encoders",
+                    "vln-clip features views --skybox-dir v1/scans --connectivity connectivity "
+                    "--scan 17DRP5sb8fy --viewpoint 10c252c90fa24ef3b698c6f54d984c5c --out views/",
+                    "vln-clip features extract --encoder clip_res50x4 --source skybox --skybox-dir v1/scans "
+                    "--connectivity connectivity --out data/features/clip_res50x4.h5",
+                    "torchrun --nproc-per-node 4 -m vln_clip.cli.main features extract --encoder clip_res50x4 "
+                    "--skybox-dir v1/scans --connectivity connectivity --out data/features/clip_res50x4.h5",
+                    "vln-clip features convert --tsv CLIP-ResNet-50x4-views.tsv --out clip_res50x4.h5 "
+                    "--encoder clip_res50x4"])
+    fsub = p.add_subparsers(dest="features_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda a: (p.print_help(), 1)[1])
+
+    e = add_parser(fsub, "encoders", "list the encoder registry (dims, input sizes, weight files)",
+                   ["vln-clip features encoders", "vln-clip features encoders --json"])
+    e.add_argument("--json", action="store_true", help="print JSON")
+    e.set_defaults(func=_encoders)
+
+    v = add_parser(fsub, "views", "write the 36 discretized views of one panorama as PNGs (00.png..35.png)",
+                   ["vln-clip features views --skybox-dir v1/scans --connectivity connectivity --scan S "
+                    "--viewpoint V --out views/",
+                    "vln-clip features views --skybox-dir v1/scans --scan S --viewpoint V --out views/ "
+                    "--width 320 --height 240"],
+                   description="Render the 36 views MatterSim's discretized mode sees (view i: heading "
+                               "(i%%12)*30 deg, elevation (i//12-1)*30 deg) and write them as <i>.png. The "
+                               "panorama's pose rotation comes from --connectivity; without it the "
+                               "canonical orientation (skybox face 1 at heading 0) is assumed.")
+    v.add_argument("--skybox-dir", required=True, type=Path,
+                   help="folder holding <scan>/matterport_skybox_images (Matterport's v1/scans layout)")
+    v.add_argument("--scan", required=True)
+    v.add_argument("--viewpoint", required=True)
+    v.add_argument("--out", required=True, type=Path, help="output folder")
+    v.add_argument("--connectivity", type=Path, help="connectivity folder (pose rotation of the panorama)")
+    v.add_argument("--source", choices=("skybox", "equirect", "mattersim"), default="skybox")
+    _view_args(v)
+    v.set_defaults(func=_views)
+
+    x = add_parser(fsub, "extract", "extract per-view features of every panorama into an HDF5 store",
+                   ["vln-clip features extract --encoder clip_res50x4 --source skybox --skybox-dir v1/scans "
+                    "--connectivity connectivity --out data/features/clip_res50x4.h5",
+                    "vln-clip features extract --encoder clip_res50 --skybox-dir v1/scans --connectivity "
+                    "connectivity --out f.h5 --random-weights --scans 17DRP5sb8fy",
+                    "torchrun --nproc-per-node 8 -m vln_clip.cli.main features extract --encoder clip_res50x4 "
+                    "--skybox-dir v1/scans --connectivity connectivity --out clip_res50x4.h5 --bgr"],
+                   description="Batched, mixed-precision, resumable extraction: re-running after a kill "
+                               "continues where it stopped; under torchrun every rank takes a slice and "
+                               "rank 0 builds the store at the end.")
+    x.add_argument("--encoder", required=True, help="registry name (see `vln-clip features encoders`)")
+    x.add_argument("--source", choices=("skybox", "equirect", "mattersim"), default="skybox")
+    x.add_argument("--skybox-dir", type=Path, help="folder holding <scan>/matterport_skybox_images "
+                                                    "(and <scan>/equirect_images for --source equirect)")
+    x.add_argument("--connectivity", required=True, type=Path, help="Matterport connectivity folder")
+    x.add_argument("--out", required=True, type=Path, help="output .h5 feature store")
+    w = x.add_mutually_exclusive_group()
+    w.add_argument("--weights", help="checkpoint file or open_clip tag (default: the encoder's "
+                                     "default tag from the local cache)")
+    w.add_argument("--random-weights", action="store_true",
+                   help="untrained encoder, on purpose (recorded as weights='random')")
+    x.add_argument("--batch-panoramas", type=int, default=8, help="panoramas per forward pass (36 images each)")
+    x.add_argument("--image-size", type=int, help="encoder input size (default: the encoder's native size)")
+    x.add_argument("--bgr", action="store_true",
+                   help="feed BGR views, reproducing the channel order of the published CLIP-ViL features")
+    x.add_argument("--render", choices=("full", "crop"), default="full",
+                   help="full: 640x480 views then CLIP resize+center crop; crop: render the kept window "
+                        "directly at the input size (faster, slightly different resampling)")
+    x.add_argument("--face-size", type=int, default=512,
+                   help="resize skybox faces to this size first (512 = what MatterSim reads; 0 keeps them)")
+    x.add_argument("--scans", nargs="+", help="only these scans")
+    x.add_argument("--limit", type=int, help="only the first N panoramas")
+    x.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the rank's GPU if any)")
+    x.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto = bf16 (fp16 without bf16 support) on GPU, fp32 on CPU")
+    x.add_argument("--workers", type=int, help="image decoding worker processes")
+    x.add_argument("--l2-normalize", action="store_true", help="store L2-normalized features")
+    x.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    x.add_argument("--no-progress", action="store_true")
+    _view_args(x)
+    x.set_defaults(func=_extract)
+
+    m = add_parser(fsub, "merge", "build a store from an unfinished/sharded run's journal and shard files",
+                   ["vln-clip features merge --out clip_res50x4.h5",
+                    "vln-clip features merge --out all.h5 --inputs part0.h5 part1.h5"])
+    m.add_argument("--out", required=True, type=Path)
+    m.add_argument("--inputs", nargs="*", type=Path, default=[], help="more stores or journal folders")
+    m.set_defaults(func=_merge)
+
+    c = add_parser(fsub, "convert", "convert an EnvDrop/CLIP-ViL feature TSV into an HDF5 store",
+                   ["vln-clip features convert --tsv ResNet-152-imagenet.tsv --out imagenet_res152.h5 "
+                    "--encoder imagenet_res152",
+                    "vln-clip features convert --tsv CLIP-ResNet-50x4-views.tsv --out clip_res50x4.h5 "
+                    "--encoder clip_res50x4 --bgr"])
+    c.add_argument("--tsv", required=True, type=Path)
+    c.add_argument("--out", required=True, type=Path)
+    c.add_argument("--encoder", help="check the dimension against this encoder and record it")
+    c.add_argument("--bgr", action="store_true", help="record that the features were computed on BGR "
+                                                      "views (true for the published CLIP-ViL files)")
+    c.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    c.set_defaults(func=_convert)
+
+
+def _view_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--width", type=int, default=640, help="view width (default 640)")
+    p.add_argument("--height", type=int, default=480, help="view height (default 480)")
+    p.add_argument("--vfov", type=float, default=60.0, help="vertical field of view in degrees (default 60)")
+
+
+def _encoders(args: argparse.Namespace) -> int:
+    from vln_clip.encoders import describe, encoder_names
+
+    rows = [describe(n) for n in encoder_names()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'name':<16} {'paper':<15} {'input':>5} {'pooled':>6} {'grid C':>6} {'grid':>5}  weights file")
+    for r in rows:
+        print(f"{r['name']:<16} {r['paper']:<15} {r['input']:>5} {r['pooled_dim']:>6} {r['grid_channels']:>6} "
+              f"{r['native_grid']:>5}  {r['weights_file']}")
+    return 0
+
+
+def _views(args: argparse.Namespace) -> int:
+    from vln_clip.errors import DataError
+    from vln_clip.features.views import (CANONICAL_ROTATION, ViewSpec, panorama_views, read_pano_rotations,
+                                         write_view_pngs)
+
+    rotation = CANONICAL_ROTATION
+    if args.connectivity:
+        rotations = read_pano_rotations(args.connectivity, args.scan)
+        if args.viewpoint not in rotations:
+            raise DataError(f"{args.connectivity}/{args.scan}_connectivity.json: no viewpoint {args.viewpoint}")
+        rotation = rotations[args.viewpoint]
+    spec = ViewSpec(args.width, args.height, args.vfov)
+    views = panorama_views(args.source, args.scan, args.viewpoint, rotation, spec, args.skybox_dir,
+                           args.connectivity)
+    paths = write_view_pngs(views, args.out)
+    print(f"wrote {len(paths)} views ({spec.width}x{spec.height}, VFOV {spec.vfov_deg:g}) to {args.out}/"
+          f"00.png .. 35.png (view i: heading (i%12)*30, elevation (i//12-1)*30 degrees)")
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from vln_clip.features.extract import ExtractConfig, run_extraction
+    from vln_clip.features.store import FeatureStore
+    from vln_clip.features.views import ViewSpec
+
+    cfg = ExtractConfig(
+        encoder=args.encoder, skybox_dir=args.skybox_dir, connectivity_dir=args.connectivity, out=args.out,
+        source=args.source, weights=args.weights, random_weights=args.random_weights,
+        batch_panoramas=args.batch_panoramas, image_size=args.image_size,
+        view=ViewSpec(args.width, args.height, args.vfov), bgr=args.bgr, render=args.render,
+        face_size=args.face_size or None, scans=args.scans, limit=args.limit, device=args.device,
+        precision=args.precision, workers=args.workers, l2_normalize=args.l2_normalize, dtype=args.dtype,
+        progress=not args.no_progress)
+    out = run_extraction(cfg)
+    if out.exists():
+        with FeatureStore(out) as store:
+            print(f"{out}: {len(store)} viewpoints x 36 views x {store.dim} ({store.encoder}, "
+                  f"weights {store.weights})")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from vln_clip.features.extract import merge
+
+    n = merge(args.out, args.inputs)
+    print(f"{args.out}: {n} viewpoints")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from vln_clip.features.tsv import convert_tsv
+
+    n = convert_tsv(args.tsv, args.out, encoder=args.encoder, dtype=args.dtype, bgr=args.bgr or None)
+    print(f"{args.out}: {n} viewpoints converted from {args.tsv}")
+    return 0

@@ -299,6 +299,8 @@ def score_paths(paths: Mapping[str, Sequence[str]], episodes: Iterable[Episode],
 
 def score_episode(path: Sequence[str], reference: Sequence[str], graph: NavGraph) -> dict[str, float]:
     """Metrics of a single path against a reference path (convenience for agents and tests)."""
+    if not path or not reference:
+        raise DataError("score_episode needs a non-empty path and a non-empty reference path")
     ep = Episode(instr_id="0", path_id="0", scan=graph.scan, path=tuple(reference), heading=0.0,
                  instruction="-")
     s = _score_batch([graph], [(ep, list(path))])[0]

@@ -34,7 +34,7 @@ def write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = None
     with atomic_path(path) as tmp:
         if str(path).endswith(".gz"):
             # mtime=0 keeps the bytes identical for identical content (determinism).
-            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as fh:
                 fh.write(json.dumps(obj, indent=indent).encode("utf-8"))
         else:
             with open(tmp, "w", encoding="utf-8") as fh:
@@ -46,7 +46,7 @@ def write_jsonl(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Non
     payload = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
     with atomic_path(path) as tmp:
         if str(path).endswith(".gz"):
-            with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fh:
+            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as fh:
                 fh.write(payload)
         else:
             Path(tmp).write_bytes(payload)

@@ -238,3 +238,31 @@ def test_real_submit_check_r2r_test(shared_connectivity, shared_r2r_test, tmp_pa
     dropped = rows.pop(1234)["instr_id"]
     rc, _, err = _run(capsys, ["submit", "--check", str(_preds(tmp_path / "short.json", rows))] + common)
     assert rc == 2 and f"instr_id {dropped}: missing" in err and "1 problem" in err
+
+
+def test_checkpoint_eval_and_submit(tmp_path, capsys):
+    """An (untrained) follower checkpoint through `eval --checkpoint` and `submit --checkpoint`."""
+    pytest.importorskip("vln_clip.agents.inference")
+    from agents_world import make_plus_world
+
+    from vln_clip.agents.checkpoint import save_checkpoint
+    from vln_clip.agents.config import TrainConfig
+    from vln_clip.agents.inference import predict_trajectories
+    from vln_clip.agents.trainer import Run
+
+    world = make_plus_world(tmp_path / "plus")
+    cfg = TrainConfig.preset("synthetic", encoder="test_enc", batch_size=16, hidden_dim=32, embed_dim=16,
+                             angle_embed_dim=16, min_word_count=1, data_dir=str(world), out_dir=str(tmp_path / "o"))
+    ckpt = save_checkpoint(tmp_path / "f.pt", Run(cfg).state())
+    feats = world / "features" / "test_enc.h5"
+    common = ["--split", "val_unseen", "--data-dir", str(world), "--connectivity", str(world / "connectivity"),
+              "--features", str(feats)]
+    rc, out, _ = _run(capsys, ["eval", "--checkpoint", str(ckpt), "--json"] + common)
+    assert rc == 0
+    split = world / "r2r" / "R2R_val_unseen.json"
+    rows = predict_trajectories(ckpt, split, world / "connectivity", feats)
+    direct = score_paths(paths_of(predictions_from_dicts(rows)), read_r2r(split), GraphStore(world / "connectivity"))
+    assert json.loads(out) == pytest.approx(direct.summary())
+    sub = tmp_path / "sub.json"
+    rc, _, _ = _run(capsys, ["submit", "--checkpoint", str(ckpt), "--out", str(sub)] + common)
+    assert rc == 0 and [r["instr_id"] for r in json.loads(sub.read_text())] == [e.instr_id for e in read_r2r(split)]

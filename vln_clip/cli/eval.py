@@ -197,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
                            batch_size=args.batch_size)
             source = f"checkpoint {args.checkpoint}"
         preds = predictions_from_dicts(rows, source)
+        if args.checkpoint:  # a single-language RxR follower predicts only its language
+            predicted = {p.instr_id for p in preds}
+            langs = {ep.language for ep in episodes if ep.instr_id in predicted}
+            episodes = [ep for ep in episodes if ep.language in langs]
         if args.out:
             fmt = "rxr" if str(args.out).endswith((".jsonl", ".jsonl.gz")) else "r2r"
             write_predictions(args.out, preds, fmt)

@@ -84,13 +84,15 @@ def _plot(path: Path, rows: list[dict[str, float | int]], xlabel: str, title: st
     ax.bar(pos - 0.2, [100 * float(r["success"]) for r in rows], width=0.4, label="success rate", color="#3b7dd8")
     ax.bar(pos + 0.2, [100 * float(r["spl"]) for r in rows], width=0.4, label="SPL", color="#f08c2e")
     for x, r in zip(pos, rows):
-        ax.text(x, 101, f"n={r['count']}", ha="center", va="bottom", fontsize=7)
+        top = 100 * max(float(r["success"]), float(r["spl"]))
+        ax.text(x, top + 1.5, f"n={r['count']}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(pos, labels, rotation=20, fontsize=8)
-    ax.set_ylim(0, 110)
+    ax.set_ylim(0, 125)
+    ax.set_yticks(range(0, 101, 20))
     ax.set_ylabel("%")
     ax.set_xlabel(xlabel)
     ax.set_title(title)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

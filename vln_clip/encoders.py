@@ -298,22 +298,37 @@ def _attention_pool(pool: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
 
 
 def _build_open_clip(spec: EncoderSpec, checkpoint: Path | None) -> nn.Module:
+    """The vision tower only (the text tower is never needed here and doubles build time)."""
     import open_clip
 
+    cfg = open_clip.get_model_config(spec.arch)
     # QuickGELU is part of the OpenAI architecture: random and loaded models must match it.
-    logging.disable(logging.WARNING)  # "initialized randomly": we load or record the weights ourselves
     try:
-        model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=True, device="cpu")
-    finally:
-        logging.disable(logging.NOTSET)
-    if checkpoint is not None:
+        from open_clip.model import _build_vision_tower
+
+        visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=True)
+    except (ImportError, AttributeError, TypeError, KeyError):  # other open_clip layouts
+        logging.disable(logging.WARNING)  # "initialized randomly": we load or record the weights ourselves
         try:
-            open_clip.load_checkpoint(model, str(checkpoint), strict=True)
-        except Exception as exc:  # wrong architecture, truncated download, not a checkpoint
-            raise DataError(f"{checkpoint}: cannot load as {spec.arch} weights for {spec.name} ({exc}); "
-                            "check that the file is the right model's checkpoint") from exc
-    visual = model.visual
-    del model
+            visual = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=True).visual
+        finally:
+            logging.disable(logging.NOTSET)
+    if checkpoint is not None:
+        from open_clip.factory import load_state_dict
+
+        try:
+            state = load_state_dict(str(checkpoint))
+        except Exception as exc:  # truncated download, not a checkpoint
+            raise DataError(f"{checkpoint}: not a readable checkpoint ({exc}); re-download it") from exc
+        vis = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
+        if not vis:
+            raise DataError(f"{checkpoint}: no 'visual.*' weights inside; expected an OpenAI/open_clip "
+                            f"{spec.arch} checkpoint")
+        try:
+            visual.load_state_dict(vis, strict=True)
+        except RuntimeError as exc:
+            raise DataError(f"{checkpoint}: does not fit {spec.arch} ({str(exc).splitlines()[0]}); check "
+                            f"that the file holds {spec.name}'s weights") from exc
     return visual
 
 

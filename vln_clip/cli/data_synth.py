@@ -32,12 +32,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                         "no system libraries, slower; auto: gl when an EGL context can be made")
     p.add_argument("--no-render", action="store_false", dest="render",
                    help="skip the skybox images (graphs, scenes and episodes only)")
-    p.add_argument("--paths-per-house", type=int, default=24, dest="paths_per_house",
-                   help="R2R paths per house for its split (default 24; 3 instructions each)")
-    p.add_argument("--val-seen-per-house", type=int, default=6, dest="val_seen_per_house",
-                   help="val_seen paths per training house (default 6)")
-    p.add_argument("--rxr-paths-per-house", type=int, default=8, dest="rxr_paths_per_house",
-                   help="RxR paths per house (default 8; one instruction per language each)")
+    p.add_argument("--paths-per-house", type=int, default=40, dest="paths_per_house",
+                   help="R2R paths per house for its split (default 40; 3 instructions each)")
+    p.add_argument("--val-seen-per-house", type=int, default=10, dest="val_seen_per_house",
+                   help="val_seen paths per training house (default 10)")
+    p.add_argument("--rxr-paths-per-house", type=int, default=12, dest="rxr_paths_per_house",
+                   help="RxR paths per house (default 12; one instruction per language each)")
     p.add_argument("--min-distance", type=float, default=5.0, dest="min_distance",
                    help="minimum start-goal distance in metres (default 5, lowered for small houses)")
     p.add_argument("--jpeg-quality", type=int, default=90, dest="jpeg_quality", help="JPEG quality (default 90)")

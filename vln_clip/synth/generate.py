@@ -54,9 +54,9 @@ class SynthConfig:
     face_size: int = 128
     render: bool = True
     renderer: str = "auto"  # recorded; gl and numpy draw the same scene, pixels differ slightly
-    paths_per_house: int = 24
-    val_seen_per_house: int = 6
-    rxr_paths_per_house: int = 8
+    paths_per_house: int = 40
+    val_seen_per_house: int = 10
+    rxr_paths_per_house: int = 12
     min_edges: int = 4
     max_edges: int = 6
     min_distance: float = 5.0
@@ -241,47 +241,57 @@ def _episodes(cfg: SynthConfig, data: list[_HouseData], splits: dict[str, list[s
 # Scene descriptions
 
 
-def _visible_objects(caster: RayCaster, house: House, eye: np.ndarray) -> list[list[int]]:
-    """For each of the 36 discretized views (MatterSim order), the objects it sees.
+def _view_frames() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(forward, right, up) unit vectors of the 36 discretized views, each ``[36, 3]``."""
+    h, e = VIEW_HEADINGS, VIEW_ELEVATIONS
+    fwd = np.stack([np.sin(h) * np.cos(e), np.cos(h) * np.cos(e), np.sin(e)], -1)
+    right = np.stack([np.cos(h), -np.sin(h), np.zeros_like(h)], -1)
+    up = np.cross(right, fwd)
+    return fwd, right, up
 
-    An object counts as seen when one of nine sample points (its centre and its corners
-    pulled 15% inward) is in the view frustum (VFOV 60 degrees, 4:3) and the first surface
-    hit on the way to it belongs to the object itself.
-    """
-    samples, owners = [], []
+
+def _object_samples(house: House) -> tuple[np.ndarray, np.ndarray]:
+    """Nine points per object (centre and corners pulled 15% inward) and their owners."""
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
+    pts, owners = [], []
     for obj in house.objects:
         c = np.array(obj.centre)
         half = np.array(obj.size) / 2 * 0.85
-        pts = [c] + [c + half * np.array(s) for s in np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).T.reshape(-1, 3)]
-        samples.extend(pts)
-        owners.extend([obj.index] * len(pts))
-    if not samples:
+        pts.append(np.vstack([c[None], c + corners * half]))
+        owners.extend([obj.index] * 9)
+    if not pts:
+        return np.zeros((0, 3)), np.zeros(0, dtype=np.int64)
+    return np.vstack(pts), np.array(owners, dtype=np.int64)
+
+
+def _visible_objects(caster: RayCaster, samples: tuple[np.ndarray, np.ndarray], eye: np.ndarray) -> list[list[int]]:
+    """For each of the 36 discretized views (MatterSim order), the objects it sees.
+
+    An object counts as seen when one of its sample points is in the view frustum
+    (VFOV 60 degrees, 4:3) and the first surface hit on the way to it belongs to the object.
+    """
+    pts, owners = samples
+    if len(pts) == 0:
         return [[] for _ in range(NUM_VIEWS)]
-    pts = np.array(samples)
-    owners_a = np.array(owners)
     dirs = pts - eye
-    dist = np.linalg.norm(dirs, axis=1)
     t, idx = caster.cast(eye, dirs)
-    seen = (idx >= 0) & ((caster.r.owner[np.maximum(idx, 0)] == owners_a) | (t >= 1.0 - 1e-3))
+    seen = (idx >= 0) & ((caster.r.owner[np.maximum(idx, 0)] == owners) | (t >= 1.0 - 1e-3))
     tan_v = math.tan(VIEW_VFOV / 2)
     tan_h = tan_v * VIEW_ASPECT
-    out = []
-    for v in range(NUM_VIEWS):
-        h, e = VIEW_HEADINGS[v], VIEW_ELEVATIONS[v]
-        fwd = np.array([math.sin(h) * math.cos(e), math.cos(h) * math.cos(e), math.sin(e)])
-        right = np.array([math.cos(h), -math.sin(h), 0.0])
-        up = np.cross(right, fwd)
-        z = dirs @ fwd
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inside = (z > 1e-6) & (np.abs(dirs @ right) <= tan_h * z) & (np.abs(dirs @ up) <= tan_v * z)
-        ok = inside & seen & (dist > 1e-6)
-        out.append(sorted({int(o) for o in owners_a[ok]}))
-    return out
+    fwd, right, up = _VIEW_FRAMES
+    z = dirs @ fwd.T  # [P, 36]
+    inside = (z > 1e-6) & (np.abs(dirs @ right.T) <= tan_h * z) & (np.abs(dirs @ up.T) <= tan_v * z)
+    ok = inside & seen[:, None]
+    return [sorted({int(o) for o in owners[ok[:, v]]}) for v in range(NUM_VIEWS)]
+
+
+_VIEW_FRAMES = _view_frames()
 
 
 def _scene_json(hd: _HouseData) -> dict[str, Any]:
     house = hd.house
     caster = RayCaster(hd.rects)
+    samples = _object_samples(house)
     vps = []
     for v in hd.vps:
         eye = np.array([v.x, v.y, v.z])
@@ -290,7 +300,7 @@ def _scene_json(hd: _HouseData) -> dict[str, Any]:
         if v.door >= 0:
             d = house.doors[v.door]
             entry["doorway"] = [d.a, d.b]
-        entry["views"] = _visible_objects(caster, house, eye)
+        entry["views"] = _visible_objects(caster, samples, eye)
         vps.append(entry)
     return {
         "scan": hd.scan,

@@ -169,21 +169,52 @@ def _pick(rng: np.random.Generator, options: list[str]) -> str:
     return options[int(rng.integers(len(options)))]
 
 
+EN_CROSS = ["go through the {room}", "cross the {room}", "walk through the {room}"]
+
+
+def _compact(events: list[Event], style: int) -> list[Event]:
+    """Shorter event lists for R2R-length instructions (about 25-35 words).
+
+    ``enter X`` directly followed by ``exit X`` becomes ``cross X``; landmarks are capped
+    (style 0: one, style 1: two, style 2: none) so long multi-room paths stay readable.
+    """
+    out: list[Event] = []
+    k = 0
+    while k < len(events):
+        ev = events[k]
+        nxt = events[k + 1] if k + 1 < len(events) else None
+        if ev.kind == "enter" and nxt is not None and nxt.kind == "exit" and nxt.room == ev.room:
+            out.append(Event("cross", room=ev.room, other_room=nxt.other_room))
+            k += 2
+            continue
+        out.append(ev)
+        k += 1
+    cap = (1, 2, 0)[style]
+    passes = [i for i, e in enumerate(out) if e.kind == "pass"]
+    drop = set(passes[cap:])
+    return [e for i, e in enumerate(out) if i not in drop]
+
+
 def realise_en(events: list[Event], rng: np.random.Generator, style: int) -> str:
     """One English instruction; ``style`` 0 names rooms and objects, 1 leans on objects, 2 is terse."""
+    events = _compact(events, style)
     clauses: list[str] = []
     skip_next_enter = False
     for k, ev in enumerate(events):
+        nxt = events[k + 1] if k + 1 < len(events) else None
         if ev.kind == "turn":
             clauses.append(_pick(rng, EN_TURN[ev.direction]))
+        elif ev.kind == "cross":
+            clauses.append(_pick(rng, EN_CROSS).format(room=ev.room))
         elif ev.kind == "exit":
-            nxt = events[k + 1] if k + 1 < len(events) else None
-            if style != 1 and nxt is not None and nxt.kind == "enter" and rng.random() < 0.5:
-                clauses.append(_pick(rng, EN_EXIT).format(room=ev.room) + " into the " + nxt.room)
+            if nxt is not None and nxt.kind == "enter" and (style == 2 or rng.random() < 0.5):
+                if style == 2:
+                    clauses.append(_pick(rng, EN_THROUGH).format(room=nxt.room))
+                else:
+                    clauses.append(_pick(rng, EN_EXIT).format(room=ev.room) + " into the " + nxt.room)
                 skip_next_enter = True
-            elif style == 2 and nxt is not None and nxt.kind == "enter":
-                clauses.append(_pick(rng, EN_THROUGH).format(room=nxt.room))
-                skip_next_enter = True
+            elif style == 2 and nxt is not None and nxt.kind == "cross":
+                continue  # "go through the X" says it
             else:
                 clauses.append(_pick(rng, EN_EXIT).format(room=ev.room))
         elif ev.kind == "enter":
@@ -192,8 +223,6 @@ def realise_en(events: list[Event], rng: np.random.Generator, style: int) -> str
                 continue
             clauses.append(_pick(rng, EN_ENTER).format(room=ev.room))
         elif ev.kind == "pass":
-            if style == 2 and rng.random() < 0.6:
-                continue
             clauses.append(_pick(rng, EN_PASS).format(obj=ev.obj.name))
         elif ev.kind == "stop_object":
             text = _pick(rng, EN_STOP_OBJ).format(obj=ev.obj.name)

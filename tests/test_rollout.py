@@ -264,3 +264,84 @@ def test_view_strip_shows_the_view_faced_at_each_step(monkeypatch, capsys, world
         assert np.abs(centre - want).max() < 14, (k, centre, want)
     html = (tmp_path / "out" / "report.html").read_text()
     assert "id='views'" in html and "views rendered from skybox" in html
+
+
+# ----------------------------------------------------------------------------------------
+# A real (briefly trained) follower
+
+
+@pytest.fixture(scope="module")
+def follower_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from agents_world import make_plus_world
+
+    from vln_clip.agents.config import TrainConfig
+    from vln_clip.agents.trainer import train
+
+    root = make_plus_world(tmp_path_factory.mktemp("plus"), train_scans=2)
+    cfg = TrainConfig.preset("synthetic", encoder="test_enc", data_dir=str(root), out_dir=str(root / "run"),
+                             iters=1, batch_size=4, eval_every=1, save_every=1, log_every=1, min_word_count=1,
+                             eval_max_episodes=4)
+    result = train(cfg, progress=False)
+    return root, result.last_checkpoint
+
+
+def first_id(root: Path) -> str:
+    return read_episodes(root / "r2r" / "R2R_val_unseen.json")[0].instr_id
+
+
+def test_agent_rollout_shows_its_probabilities_and_attention(monkeypatch, capsys, follower_run, tmp_path):
+    root, ckpt = follower_run
+    out = tmp_path / "out"
+    rc = main(["rollout", "--checkpoint", str(ckpt), "--split-file", str(root / "r2r" / "R2R_val_unseen.json"),
+               "--connectivity", str(root / "connectivity"), "--instr-id", first_id(root), "--out", str(out),
+               "--max-steps", "6"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    rep = json.loads((out / "rollout.json").read_text())
+    assert "randomly initialised" in text  # the store's weights are recorded as random: said plainly
+    for s in rep["steps"]:
+        assert s["actor"] == "agent"
+        probs = [c["prob"] for c in s["candidates"]] + [s["stop_prob"]]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        actions = [c["action"] for c in s["candidates"]]
+        chosen = actions.index(s["action"]) if s["action"] in actions else len(actions)
+        assert s["action_label"] == "STOP" or chosen < len(actions)
+        assert int(np.argmax(probs)) == chosen  # greedy: the chosen action is the most probable one
+    html = (out / "report.html").read_text()
+    assert "title=\"attention" in html  # instruction words shaded by attention
+
+
+def test_overruled_agent_follows_the_path_really_taken(follower_run):
+    """After a person overrules the agent, its next probabilities are those of the policy told so."""
+    from rich.console import Console
+
+    from vln_clip.agents.inference import load_policy
+    from vln_clip.cli.rollout import build_rollout
+
+    root, ckpt = follower_run
+    split, conn = root / "r2r" / "R2R_val_unseen.json", root / "connectivity"
+    iid = first_id(root)
+    setup = build_rollout(split, conn, iid, str(ckpt), helper="agent", max_steps=6)
+    first = setup.player.current
+    agent_choice = setup.player.agent_decision().action
+    human = next(c for c in first.candidates if c.action != agent_choice)
+    lines = iter([str(first.candidates.index(human) + 1), "q"])
+    res = play(setup.player, setup.actor, Console(file=io.StringIO()), interactive=True,
+               input_fn=lambda p: next(lines))
+    assert res.steps[0].actor == "human" and res.steps[0].action == human.action
+    # by hand: the same policy, same env, overruled with the same action
+    policy = load_policy(ckpt)
+    env = NavEnv(conn, split, vocab=policy.vocab, features=root / "features" / "test_enc.h5",
+                 max_instr_len=policy.max_instr_len)
+    obs, info = env.reset(options={"instr_id": iid})
+    policy.reset(obs)
+    policy.step(obs)
+    policy.overrule(human.action)
+    obs, *_ = env.step(human.action)
+    expected = policy.step(obs).probs
+    shown = setup.player.agent_decision().probs
+    np.testing.assert_allclose(shown, expected, atol=1e-6)
+    # and undo restores the first step's probabilities exactly
+    setup.player.undo()
+    np.testing.assert_allclose([c.prob for c in setup.player.current.candidates],
+                               [c.prob for c in first.candidates], atol=1e-6)

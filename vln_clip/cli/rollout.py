@@ -129,10 +129,13 @@ def build_rollout(split_file: str | Path, connectivity: str | Path, instr_id: st
     if checkpoint:
         from vln_clip.agents.inference import load_policy
 
-        policy = load_policy(checkpoint, features=features)
+        policy = load_policy(checkpoint)
         shadow = AgentActor(policy)
-        env_kwargs = dict(vocab=policy.vocab, features=policy.features, max_instr_len=policy.max_instr_len)
-        note = getattr(policy, "weights_note", "") or ""
+        store = _policy_features(policy, features, checkpoint)
+        if store is not None and str(getattr(store, "weights", "")) == "random":
+            note = (f"note: the features in {store.path} come from a randomly initialised {store.encoder} "
+                    "encoder (no pretrained CLIP weights were present), so the agent sees noise-like features")
+        env_kwargs = dict(vocab=policy.vocab, features=store, max_instr_len=policy.max_instr_len)
     elif features:
         env_kwargs = dict(features=features)
     env = NavEnv(graphs, [episode], max_steps=max_steps, **env_kwargs)
@@ -140,3 +143,24 @@ def build_rollout(split_file: str | Path, connectivity: str | Path, instr_id: st
     player = EpisodePlayer(env, episode, graph, shadow=shadow, max_steps=max_steps)
     actor = {"agent": shadow, "teacher": TeacherActor(), "random": RandomActor(seed)}[helper]
     return RolloutSetup(player, actor, graph, note)
+
+
+def _policy_features(policy: Any, features: str | None, checkpoint: str) -> Any:
+    """The feature store a follower needs: --features, else the one its training run used."""
+    from vln_clip.errors import DataError
+    from vln_clip.features.store import FeatureStore
+    from vln_clip.paths import data_dir
+
+    if policy.feature_dim == 0:
+        return None  # vision-free follower
+    cfg = policy.config
+    path = Path(features) if features else (
+        Path(cfg.features) if cfg.features else data_dir(cfg.data_dir) / "features" / f"{cfg.encoder}.h5")
+    if not path.exists():
+        raise DataError(f"{checkpoint}: the follower was trained on {policy.feature_dim}-d {cfg.encoder} features "
+                        f"but {path} does not exist; pass --features FILE.h5 (the store it was trained with)")
+    store = FeatureStore(path)
+    if int(store.dim) != int(policy.feature_dim):
+        raise DataError(f"{path}: features have dimension {store.dim} but {checkpoint} was trained on "
+                        f"{policy.feature_dim}-d features; pass the store of encoder {cfg.encoder}")
+    return store

@@ -248,7 +248,13 @@ def _downsample(img: np.ndarray, f: int) -> np.ndarray:
 
 
 class NumpyRenderer:
-    """Software fallback: ray-casts every face pixel (exact, slower, no dependencies)."""
+    """Software fallback: a z-buffered rectangle rasteriser in numpy (no system dependencies).
+
+    Each rectangle facing the eye is projected onto the face; only the pixels inside its
+    projected bounding box are tested (exact ray-plane intersection and in-rectangle test, as
+    :class:`RayCaster` does), keeping the nearest hit. Rectangles that reach behind the eye
+    are tested on the whole face. The result equals ray casting every pixel.
+    """
 
     name = "numpy"
 
@@ -256,24 +262,86 @@ class NumpyRenderer:
         self.size = size
         self.ss = supersample
         self._dirs = face_directions(size * supersample)
-        self._caster: RayCaster | None = None
+        self._rects: Rects | None = None
+        self._others: np.ndarray | None = None
+        self._corners: np.ndarray | None = None
 
     def set_scene(self, rects: Rects) -> None:
-        self._caster = RayCaster(rects)
+        self._rects = rects
+        m = len(rects)
+        self._others = np.array([_other_axes(int(a)) for a in rects.axis], dtype=np.int64).reshape(-1, 2)
+        corners = np.zeros((m, 4, 3))
+        rows = np.arange(m)
+        for c, (u, v) in enumerate(((0, 0), (1, 0), (1, 1), (0, 1))):
+            corners[rows, c, rects.axis] = rects.coord
+            corners[rows, c, self._others[:, 0]] = (rects.lo if u == 0 else rects.hi)[:, 0]
+            corners[rows, c, self._others[:, 1]] = (rects.lo if v == 0 else rects.hi)[:, 1]
+        self._corners = corners
 
     def render(self, eye: tuple[float, float, float]) -> list[np.ndarray]:
-        assert self._caster is not None, "set_scene first"
+        assert self._rects is not None, "set_scene first"
+        r = self._rects
+        e = np.asarray(eye, dtype=np.float64)
+        px = self.size * self.ss
+        facing = np.flatnonzero((e[r.axis] - r.coord) * r.sign > 0)
+        rel = self._corners[facing] - e  # [K, 4, 3]
         out = []
-        for i in range(6):
-            img = self._caster.colours(np.asarray(eye, dtype=np.float64), self._dirs[i],
-                                       forward=np.asarray(FACE_AXES[i][0], dtype=np.float64))
+        for i, (fwd, right, up) in enumerate(FACE_AXES):
+            f, rt, u = (np.asarray(a, dtype=np.float64) for a in (fwd, right, up))
+            z = rel @ f
+            x = rel @ rt
+            y = rel @ u
+            dirs = self._dirs[i]
+            depth = np.full((px, px), np.inf)
+            index = np.full((px, px), -1, dtype=np.int64)
+            in_front = (z > 1e-9).all(1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                uu = np.where(in_front[:, None], x / z, 0.0)
+                vv = np.where(in_front[:, None], y / z, 0.0)
+            # pixel column c covers u in [2c/px - 1, 2(c+1)/px - 1]; rows grow downward (v = -1..1 reversed)
+            c0 = np.floor((uu.min(1) + 1) / 2 * px - 0.5).astype(np.int64)
+            c1 = np.ceil((uu.max(1) + 1) / 2 * px - 0.5).astype(np.int64)
+            r0 = np.floor((1 - vv.max(1)) / 2 * px - 0.5).astype(np.int64)
+            r1 = np.ceil((1 - vv.min(1)) / 2 * px - 0.5).astype(np.int64)
+            any_front = (z > 1e-9).any(1)
+            for j in range(len(facing)):
+                if not any_front[j]:
+                    continue
+                if in_front[j]:
+                    a0, a1 = max(c0[j], 0), min(c1[j], px - 1)
+                    b0, b1 = max(r0[j], 0), min(r1[j], px - 1)
+                    if a0 > a1 or b0 > b1:
+                        continue
+                else:
+                    a0, a1, b0, b1 = 0, px - 1, 0, px - 1
+                k = facing[j]
+                ax = r.axis[k]
+                d = dirs[b0:b1 + 1, a0:a1 + 1]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    t = (r.coord[k] - e[ax]) / d[..., ax]
+                o0, o1 = self._others[k]
+                pa = e[o0] + t * d[..., o0]
+                pb = e[o1] + t * d[..., o1]
+                hit = (t > 1e-6) & (pa >= r.lo[k, 0]) & (pa <= r.hi[k, 0]) & (pb >= r.lo[k, 1]) & (pb <= r.hi[k, 1])
+                zb = depth[b0:b1 + 1, a0:a1 + 1]
+                ib = index[b0:b1 + 1, a0:a1 + 1]
+                # strictly nearer wins; equal depth keeps the lower index (as RayCaster's argmin)
+                better = hit & ((t < zb) | ((t == zb) & (k < ib)))
+                zb[better] = t[better]
+                ib[better] = k
+            norms = np.linalg.norm(dirs, axis=-1)
+            img = np.empty((px, px, 3))
+            hit = index >= 0
+            dist = depth * norms
+            img[hit] = r.rgb[index[hit]] * (1.0 - ATTENUATION * np.minimum(dist[hit] / 10.0, 1.0))[:, None]
+            img[~hit] = BACKGROUND
             if self.ss > 1:
                 img = _downsample(img, self.ss)
             out.append(_to_uint8(img))
         return out
 
     def close(self) -> None:
-        self._caster = None
+        self._rects = None
 
 
 _VERTEX = """

@@ -7,8 +7,9 @@ saturation, view indices, and navigable locations filtered by the camera's horiz
 of view (HFOV = VFOV * width / height) and sorted by angular distance.
 
 Positions are held in float32 like MatterSim's ``glm::vec3`` so relative angles agree to the
-last bit that matters for sorting. RGB frames are not produced here: use the MatterSim
-backend (:func:`vln_clip.envs.backends.make_simulator`) or the feature store.
+last bit that matters for sorting. RGB frames (``state.rgb``, BGR like MatterSim) are rendered
+from Matterport skyboxes when rendering is enabled and ``setDatasetPath`` points at them
+(:class:`vln_clip.features.views.SkyboxCamera`); otherwise use the feature store.
 """
 
 from __future__ import annotations
@@ -131,12 +132,21 @@ class Simulator:
         return False
 
     def initialize(self) -> None:
+        self._camera = None
         if self.rendering:
-            raise DataError(
-                "the pure-Python simulator does not render RGB: call setRenderingEnabled(False) and "
-                "use a feature store, or build the Matterport3D simulator (`import MatterSim`) and use "
-                "vln_clip.envs.make_simulator(backend='mattersim')"
-            )
+            from vln_clip.features.views import has_skyboxes
+
+            if not has_skyboxes(self.dataset_path) or not self.nav_graph_path:
+                raise DataError(
+                    "the pure-Python simulator renders RGB only from Matterport skyboxes: "
+                    "setDatasetPath(DIR) where DIR holds <scan>/matterport_skybox_images (found none in "
+                    f"{self.dataset_path!r}); otherwise call setRenderingEnabled(False) and use a feature "
+                    "store, or build the Matterport3D simulator (`import MatterSim`) and use "
+                    "vln_clip.envs.make_simulator(backend='mattersim')"
+                )
+            from vln_clip.features.views import SkyboxCamera
+
+            self._camera = SkyboxCamera(self.dataset_path, self.nav_graph_path, self.width, self.height, self.vfov)
         if not self.nav_graph_path:
             raise DataError("setNavGraphPath(DIR) must be called before initialize(): DIR holds "
                             "<scan>_connectivity.json files")
@@ -195,6 +205,12 @@ class Simulator:
             self._populate_navigable(state, self.graphs[state.scanId])
 
     def getState(self) -> list[SimState]:
+        if getattr(self, "_camera", None) is not None:  # rgb like MatterSim: uint8 H x W x 3, BGR
+            for st in self._states:
+                if st.rgb is None or getattr(st, "_rgb_for", None) != (st.location.viewpointId, st.heading,
+                                                                        st.elevation):
+                    st.rgb = self._camera.render(st.scanId, st.location.viewpointId, st.heading, st.elevation)
+                    st._rgb_for = (st.location.viewpointId, st.heading, st.elevation)  # type: ignore[attr-defined]
         return self._states
 
     # -- internals -----------------------------------------------------------------------

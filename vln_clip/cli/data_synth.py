@@ -28,7 +28,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--face-size", type=int, default=128, dest="face_size",
                    help="skybox face size in pixels (default 128; Matterport's are 1024)")
     p.add_argument("--renderer", choices=("auto", "gl", "numpy"), default="auto",
-                   help="gl: OpenGL via moderngl/EGL (Mesa llvmpipe works); numpy: software ray caster, "
+                   help="gl: OpenGL via moderngl/EGL (Mesa llvmpipe works); numpy: software rasteriser, "
                         "no system libraries, slower; auto: gl when an EGL context can be made")
     p.add_argument("--no-render", action="store_false", dest="render",
                    help="skip the skybox images (graphs, scenes and episodes only)")

@@ -51,7 +51,7 @@ from gymnasium.vector.utils import batch_space
 
 from vln_clip.episodes import Episode
 from vln_clip.errors import DataError
-from vln_clip.geometry import ANGLE_FEATURE_SIZE, HEADING_COUNT, HEADING_INCREMENT, NUM_VIEWS, snap_heading
+from vln_clip.geometry import ANGLE_FEATURE_SIZE, angle_feature, HEADING_COUNT, HEADING_INCREMENT, NUM_VIEWS, snap_heading
 from vln_clip.graph import GraphStore
 from vln_clip.tokenizers import Vocab
 
@@ -158,6 +158,21 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self.cand_view = t(view)
         self.cand_heading = t(heading)
         self.cand_elevation = t(elevation)
+        # observation tables, K wide so one gather yields all K slots (STOP and padding = zeros):
+        # the view of each slot (padding -> the all-zero view 36 of the feature table) and the
+        # angle feature base [sin h, cos h, sin e, cos e] for each of the 12 agent headings,
+        # computed with the same numpy expression as NavEnv (bit-identical candidates).
+        slot_valid = np.zeros((V, self.K), dtype=bool)
+        slot_valid[:, :M] = np.arange(M)[None, :] < num[:, None]
+        # row of each slot's view in the flat feature table [V * 36 + 1, D]; padding -> the zero row
+        slot_view = np.full((V, self.K), V * NUM_VIEWS, dtype=np.int64)
+        slot_view[:, :M] = np.where(slot_valid[:, :M], np.arange(V)[:, None] * NUM_VIEWS + view, V * NUM_VIEWS)
+        ang = np.zeros((V, HEADING_COUNT, self.K, 4), dtype=np.float32)
+        for step in range(HEADING_COUNT):
+            base = angle_feature(heading - step * HEADING_INCREMENT, elevation, size=4)
+            ang[:, step, :M] = np.where(slot_valid[:, :M, None], base, 0.0)
+        self.slot_view = t(slot_view)
+        self.slot_angle = t(ang.reshape(V * HEADING_COUNT, self.K, 4))  # row = viewpoint * 12 + heading step
         self.distance_table = t(dist)
         self.teacher_table = t(teach)
         self.vp_local = t(local)
@@ -187,19 +202,27 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         # features
         D = task.feature_dim
         self.feature_dim = D
+        # [V, 37, D]: the 36 views plus an all-zero row that padding slots point at
         if task.features is None:
-            self.features = torch.zeros((V, NUM_VIEWS, 0), dtype=torch.float32, device=dev)
+            self.features_flat = torch.zeros((V * NUM_VIEWS + 1, 0), dtype=torch.float32, device=dev)
         else:
             if feature_dtype is None:
                 stored = str(getattr(task.features, "attrs", {}).get("dtype", "float32"))
                 feature_dtype = torch.float16 if stored == "float16" else torch.float32
-            table = np.zeros((V, NUM_VIEWS, D), dtype=np.float32)
+            table = np.zeros((V * NUM_VIEWS + 1, D), dtype=np.float32)
             for s, g in enumerate(graphs):
                 for k, vp in enumerate(g.viewpoints):
-                    table[offsets[s] + k] = task.visual(g.scan, vp)
-            self.features = torch.as_tensor(table, device=dev).to(feature_dtype)
+                    row = (offsets[s] + k) * NUM_VIEWS
+                    table[row:row + NUM_VIEWS] = task.visual(g.scan, vp)
+            self.features_flat = torch.as_tensor(table, device=dev).to(feature_dtype)
+        #: [V, 36, D] view of the flat table (its extra last row is the zero feature of padding slots)
+        self.features = self.features_flat[: V * NUM_VIEWS].view(V, NUM_VIEWS, D)
         self._arangeB = torch.arange(self.num_envs, device=dev)
         self._arangeK = torch.arange(self.K, device=dev)
+        # 0-d constants: torch.where with Python scalars converts them on every call
+        f64 = lambda v: torch.tensor(v, dtype=torch.float64, device=dev)  # noqa: E731
+        self._c_win, self._c_lose, self._c_zero, self._c_nan = f64(STOP_REWARD), f64(-STOP_REWARD), f64(0.0), f64(math.nan)
+        self._c_minus1 = torch.tensor(-1, dtype=torch.long, device=dev)
 
     def _new_order(self) -> np.ndarray:
         n = len(self.task.episodes)
@@ -220,6 +243,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self.traj = torch.zeros((B, self.max_steps + 1), dtype=torch.long, device=dev)
         self.traj_view = torch.zeros((B, self.max_steps + 1), dtype=torch.long, device=dev)
         self.traj_len = z()
+        self._refresh()
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -278,13 +302,14 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self.traj[:, 0] = self.cur
         self.traj_view[:, 0] = self.view
         self.traj_len.fill_(1)
+        self._refresh()
         return self._observe(), self._info()
 
     def step(self, actions: torch.Tensor | np.ndarray | Sequence[int]
              ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Apply one action per item. Actions ``>= num_candidates`` (or < 0) are STOP."""
         a = torch.as_tensor(actions, device=self.device).long().reshape(self.num_envs)
-        n = self.num_candidates_table[self.cur]
+        n = self._n
         live = ~self.done
         if self.config.strict:
             bad = live & ((a < 0) | (a > n))
@@ -296,17 +321,17 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         move = live & ~is_stop
         stop = live & is_stop
         ac = a.clamp(0, self.K - 2)
-        d_before = self._distance64()
+        d_before = self._d64
         prev = self.cur
-        self.cur = torch.where(move, self.cand_next[prev, ac], prev)
-        self.view = torch.where(move, self.cand_view[prev, ac], self.view)
+        flat = prev * (self.K - 1) + ac
+        self.cur = torch.where(move, self.cand_next.view(-1).index_select(0, flat), prev)
+        self.view = torch.where(move, self.cand_view.view(-1).index_select(0, flat), self.view)
         self.steps = self.steps + live.long()
-        d_after = self._distance64()
-        has_goal = self.goal >= 0
-        progress = torch.sign(d_before - d_after)
-        stop_r = torch.where(d_before < SUCCESS_DISTANCE, STOP_REWARD, -STOP_REWARD)
-        reward = torch.where(move, progress, torch.where(stop, stop_r, torch.zeros_like(progress)))
-        reward = torch.where(has_goal, reward, torch.zeros_like(reward)).float()
+        self._refresh()
+        # progress sign after a move, +-2 at STOP; 0 for ended items and without a goal (nan distances)
+        stop_r = torch.where(d_before < SUCCESS_DISTANCE, self._c_win, self._c_lose)
+        reward = torch.where(move, torch.sign(d_before - self._d64), torch.where(stop, stop_r, self._c_zero))
+        reward = torch.where(self.goal >= 0, reward, self._c_zero).float()
         pos = self.traj_len.clamp(max=self.max_steps)
         self.traj[self._arangeB, pos] = torch.where(move, self.cur, self.traj[self._arangeB, pos])
         self.traj_view[self._arangeB, pos] = torch.where(move, self.view, self.traj_view[self._arangeB, pos])
@@ -317,55 +342,52 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         return self._observe(), reward, terminated, truncated, self._info()
 
     # -- observation ---------------------------------------------------------------------
-    def _distance64(self) -> torch.Tensor:
-        idx = self.pbase + self.vp_local[self.cur] * self.psize
-        d = self.distance_table[idx]
-        return torch.where(self.goal >= 0, d, torch.full_like(d, math.nan))
+    def _refresh(self) -> None:
+        """Quantities of the current state used by step, observation and info (computed once)."""
+        # index_select rather than advanced indexing: several times faster for these gathers
+        self._n = self.num_candidates_table.index_select(0, self.cur)
+        self._pair = self.pbase + self.vp_local.index_select(0, self.cur) * self.psize
+        d = self.distance_table.index_select(0, self._pair)
+        self._d64 = torch.where(self.goal >= 0, d, self._c_nan)
+        self._mask = self._arangeK[None, :] <= self._n[:, None]
 
     def _observe(self) -> dict[str, torch.Tensor]:
-        cur, view = self.cur, self.view
-        n = self.num_candidates_table[cur]
-        valid = self._arangeK[: self.K - 1][None, :] < n[:, None]  # [B, K-1]
-        visual = self.features[cur]  # [B, 36, D]
-        cv = self.cand_view[cur]  # [B, K-1]
-        base = (view % HEADING_COUNT).double() * HEADING_INCREMENT
-        h = (self.cand_heading[cur] - base[:, None]).float()
-        e = self.cand_elevation[cur].float()
-        ang = torch.stack([torch.sin(h), torch.cos(h), torch.sin(e), torch.cos(e)], -1)
-        ang = ang.repeat(1, 1, ANGLE_FEATURE_SIZE // 4)  # [B, K-1, 128]
-        D = self.feature_dim
-        cands = torch.zeros((self.num_envs, self.K, D + ANGLE_FEATURE_SIZE), dtype=torch.float32, device=self.device)
+        cur, view, n = self.cur, self.view, self._n
+        base = self.slot_angle.index_select(0, cur * HEADING_COUNT + view % HEADING_COUNT)  # [B, K, 4]
+        B, K, D = base.shape[0], base.shape[1], self.feature_dim
+        # [visual[view] (padding -> the zero row), [sin h, cos h, sin e, cos e] x 32], written
+        # straight into the output (torch's repeat/cat would add passes over the data)
+        cands = torch.empty((B, K, D + ANGLE_FEATURE_SIZE), dtype=torch.float32, device=self.device)
+        cands[..., D:].view(B, K, ANGLE_FEATURE_SIZE // 4, 4).copy_(
+            base.unsqueeze(2).expand(B, K, ANGLE_FEATURE_SIZE // 4, 4))
         if D:
-            cand_vis = torch.gather(visual, 1, cv[..., None].expand(-1, -1, D)).float()
-            cands[:, : self.K - 1, :D] = cand_vis * valid[..., None]
-        cands[:, : self.K - 1, D:] = ang * valid[..., None]
-        mask = self._arangeK[None, :] <= n[:, None]
+            rows = self.slot_view.index_select(0, cur).view(-1)
+            cands[..., :D].copy_(self.features_flat.index_select(0, rows).view(B, K, D))
+        visual = self.features.index_select(0, cur)  # [B, 36, D]
         ep = self.ep
         return {
-            "instruction": self.ep_tokens[ep],
-            "instruction_length": self.ep_lengths[ep],
+            "instruction": self.ep_tokens.index_select(0, ep),
+            "instruction_length": self.ep_lengths.index_select(0, ep),
             "panorama": visual.float(),
-            "panorama_angles": self.view_angles[view],
+            "panorama_angles": self.view_angles.index_select(0, view),
             "candidates": cands,
-            "candidate_mask": mask,
+            "candidate_mask": self._mask,
             "num_candidates": n,
             "view_index": view,
         }
 
     def _info(self) -> dict[str, Any]:
-        d64 = self._distance64()
-        teacher = self.teacher_table[self.pbase + self.vp_local[self.cur] * self.psize]
-        teacher = torch.where((self.goal >= 0) & ~self.done, teacher, torch.full_like(teacher, -1))
-        n = self.num_candidates_table[self.cur]
+        teacher = self.teacher_table.index_select(0, self._pair)
+        teacher = torch.where((self.goal >= 0) & ~self.done, teacher, self._c_minus1)
         return {
             "teacher": teacher,
-            "distance_to_goal": d64.float(),
-            "action_mask": self._arangeK[None, :] <= n[:, None],
-            "done": self.done.clone(),
-            "active": self.active.clone(),
-            "step": self.steps.clone(),
-            "viewpoint": self.cur.clone(),
-            "success": d64 < SUCCESS_DISTANCE,
+            "distance_to_goal": self._d64.float(),
+            "action_mask": self._mask,
+            "done": self.done,
+            "active": self.active,
+            "step": self.steps,
+            "viewpoint": self.cur,
+            "success": self._d64 < SUCCESS_DISTANCE,
         }
 
     # -- on-demand strings (these synchronise with the device) ---------------------------

@@ -37,7 +37,7 @@ def _compare_random_rollout(single: list[NavEnv], batched: BatchedNavEnv, ids: l
                 assert np.array_equal(np.asarray(sobs[b][key]), bobs[key][b].numpy()), key
             assert np.array_equal(sobs[b]["candidate_mask"].astype(bool), bobs["candidate_mask"][b].numpy())
             for key in ("panorama", "panorama_angles", "candidates"):
-                assert np.allclose(sobs[b][key], bobs[key][b].numpy(), atol=2e-6), key
+                assert np.array_equal(sobs[b][key], bobs[key][b].numpy()), key  # bit-identical
             assert sinfo[b]["teacher"] == int(binfo["teacher"][b])
             assert np.array_equal(sinfo[b]["action_mask"], binfo["action_mask"][b].numpy())
             d = sinfo[b]["distance_to_goal"]

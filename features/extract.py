@@ -268,11 +268,13 @@ def store_attrs(cfg: ExtractConfig, encoder: Any, size: int) -> dict[str, Any]:
             "vln_clip_version": __version__}
 
 
-def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = None) -> Path:
+def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = None,
+                   encoder: Any = None) -> Path:
     """Extract (or finish extracting) ``cfg.out``; returns its path.
 
     ``on_batch(n)`` is called after each journaled batch with the number of panoramas done
-    in this run (progress hooks; tests use it to simulate a kill).
+    in this run (progress hooks; tests use it to simulate a kill). ``encoder``: an already
+    built :class:`vln_clip.encoders.Encoder` of ``cfg.encoder`` (benchmarks, repeated runs).
     """
     from vln_clip.encoders import get_spec, load_encoder
 
@@ -291,8 +293,13 @@ def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = 
     if cfg.limit is not None:
         tasks = tasks[: cfg.limit]
     device = pick_device(cfg.device, local_rank)
-    encoder = load_encoder(cfg.encoder, weights=cfg.weights, random_weights=cfg.random_weights,
-                           device=device, l2_normalize=cfg.l2_normalize)
+    if encoder is None:
+        encoder = load_encoder(cfg.encoder, weights=cfg.weights, random_weights=cfg.random_weights,
+                               device=device, l2_normalize=cfg.l2_normalize)
+    elif encoder.name != cfg.encoder:
+        raise DataError(f"run_extraction got a {encoder.name} encoder for cfg.encoder={cfg.encoder}")
+    else:
+        encoder.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         encoder.to(memory_format=torch.channels_last)

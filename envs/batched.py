@@ -26,7 +26,7 @@ API::
 
 Observations are a dict of tensors with NavEnv's keys and a leading batch dimension
 (``candidate_mask`` is ``bool`` here). ``info`` holds tensors: ``teacher`` [B] (-1 when ended or
-without a goal), ``distance_to_goal`` [B] float32 (nan without a goal), ``action_mask`` [B, K]
+without a goal), ``distance_to_goal`` [B] float32 (inf without a goal), ``action_mask`` [B, K]
 bool, ``done`` [B] bool (ended at or before this step), ``active`` [B] bool (slot holds an
 episode), ``step`` [B], ``viewpoint`` [B] (global viewpoint index, see :meth:`viewpoints`),
 ``success`` [B] bool (``distance_to_goal < 3``; meaningful once done).
@@ -221,7 +221,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self._arangeK = torch.arange(self.K, device=dev)
         # 0-d constants: torch.where with Python scalars converts them on every call
         f64 = lambda v: torch.tensor(v, dtype=torch.float64, device=dev)  # noqa: E731
-        self._c_win, self._c_lose, self._c_zero, self._c_nan = f64(STOP_REWARD), f64(-STOP_REWARD), f64(0.0), f64(math.nan)
+        self._c_win, self._c_lose, self._c_zero, self._c_inf = f64(STOP_REWARD), f64(-STOP_REWARD), f64(0.0), f64(math.inf)
         self._c_minus1 = torch.tensor(-1, dtype=torch.long, device=dev)
 
     def _new_order(self) -> np.ndarray:
@@ -328,7 +328,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self.view = torch.where(move, self.cand_view.view(-1).index_select(0, flat), self.view)
         self.steps = self.steps + live.long()
         self._refresh()
-        # progress sign after a move, +-2 at STOP; 0 for ended items and without a goal (nan distances)
+        # progress sign after a move, +-2 at STOP; 0 for ended items and without a goal (inf distances)
         stop_r = torch.where(d_before < SUCCESS_DISTANCE, self._c_win, self._c_lose)
         reward = torch.where(move, torch.sign(d_before - self._d64), torch.where(stop, stop_r, self._c_zero))
         reward = torch.where(self.goal >= 0, reward, self._c_zero).float()
@@ -348,7 +348,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self._n = self.num_candidates_table.index_select(0, self.cur)
         self._pair = self.pbase + self.vp_local.index_select(0, self.cur) * self.psize
         d = self.distance_table.index_select(0, self._pair)
-        self._d64 = torch.where(self.goal >= 0, d, self._c_nan)
+        self._d64 = torch.where(self.goal >= 0, d, self._c_inf)
         self._mask = self._arangeK[None, :] <= self._n[:, None]
 
     def _observe(self) -> dict[str, torch.Tensor]:

@@ -30,7 +30,8 @@ Reward (EnvDrop's A2C shaping): after a move, ``sign(d_before - d_after)`` where
 shortest-path distance to the goal (+1 closer, -1 farther, 0 unchanged); at STOP, ``+2`` if
 ``d < 3`` m (the success rule) else ``-2``. An episode terminates at STOP and is truncated
 after ``max_steps`` (35) actions without a stop bonus. Test splits (no goal): reward 0,
-``teacher = -1``, ``distance_to_goal = nan``; the environment is still playable.
+``teacher = -1``, ``distance_to_goal = inf`` (never a success; inf == inf keeps
+``check_env``'s determinism check meaningful, nan would not); the environment is still playable.
 
 ``info``: ``instr_id``, ``scan``, ``viewpoint``, ``heading``, ``elevation``, ``step``,
 ``teacher`` (the action that follows the shortest path: STOP at the goal, -1 without a goal),
@@ -365,7 +366,7 @@ class NavEnv(gym.Env):
     @property
     def distance_to_goal(self) -> float:
         if self._goal < 0:
-            return math.nan
+            return math.inf
         assert self._graph is not None
         return float(self._graph.distances[self._cur, self._goal])
 

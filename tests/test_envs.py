@@ -184,7 +184,7 @@ def test_test_split_without_goal_is_playable(tmp_path: Path) -> None:
     _, train, test = two_scan_world(tmp_path)
     env = NavEnv(tmp_path / "connectivity", test)
     obs, info = env.reset()
-    assert info["teacher"] == -1 and math.isnan(info["distance_to_goal"])
+    assert info["teacher"] == -1 and math.isinf(info["distance_to_goal"])
     _, r, *_ , info = env.step(0)
     assert r == 0.0 and info["teacher"] == -1
     _, r, term, _, info = env.step(int(info["action_mask"].sum()) - 1)
@@ -209,11 +209,12 @@ def test_reset_order_shuffle_seed_and_instr_id(tmp_path: Path) -> None:
 
 
 def test_check_env_with_and_without_features(tmp_path: Path) -> None:
-    vps, train, _ = two_scan_world(tmp_path)
+    vps, train, test = two_scan_world(tmp_path)
     feats = write_features(tmp_path / "f.h5", vps)
-    for f in (None, feats):
-        env = gym.make("vln_clip/R2R-v0", connectivity_dir=tmp_path / "connectivity", episodes=train, features=f)
-        check_env(env.unwrapped, skip_render_check=True)
+    for f, split in ((None, train), (feats, train), (feats, test)):
+        env = gym.make("vln_clip/R2R-v0", connectivity_dir=tmp_path / "connectivity", episodes=split, features=f,
+                       render_mode="rgb_array")
+        check_env(env.unwrapped)
         obs, _ = env.reset()
         assert obs in env.observation_space
 

@@ -34,7 +34,7 @@ from vln_clip.io import atomic_path, read_json, write_json, write_jsonl
 
 from . import language
 from .layout import (Viewpoint, connect, connectivity_json, largest_component, place_viewpoints)
-from .render import RayCaster, Rects, build_scene, make_renderer
+from .render import RayCaster, Rects, build_scene, resolve_renderer
 from .world import House, make_house
 
 GENERATOR_VERSION = "1.0"
@@ -332,18 +332,48 @@ def _save_jpeg(img: np.ndarray, path: Path, quality: int) -> None:
         Image.fromarray(img).save(tmp, format="JPEG", quality=quality, optimize=False, progressive=False)
 
 
-def _render_house(cfg: SynthConfig, hd: _HouseData, paths: WorldPaths, renderer: Any,
-                  progress: Callable[[int], None] | None) -> None:
-    renderer.set_scene(hd.rects)
-    for v in hd.vps:
-        faces = renderer.render((v.x, v.y, v.z))
-        for i, img in enumerate(faces):
-            _save_jpeg(img, paths.skybox(hd.scan, v.id, i), cfg.jpeg_quality)
-        if cfg.skybox_small:
-            strip = np.concatenate(faces, axis=1)
-            _save_jpeg(strip, paths.skybox(hd.scan, v.id, 0).with_name(f"{v.id}_skybox_small.jpg"), cfg.jpeg_quality)
-        if progress:
-            progress(1)
+def _render_job(kind: str, rects: Rects, scan: str, vps: list[tuple[str, float, float, float]], root: str,
+                size: int, quality: int, skybox_small: bool) -> int:
+    """Render and write one house's skyboxes; runs in a spawned child for ``gl``."""
+    from .render import GLRenderer, NumpyRenderer
+
+    paths = WorldPaths.at(Path(root))
+    rend: Any = GLRenderer(size) if kind == "gl" else NumpyRenderer(size)
+    try:
+        rend.set_scene(rects)
+        for pano, x, y, z in vps:
+            faces = rend.render((x, y, z))
+            for i, img in enumerate(faces):
+                _save_jpeg(img, paths.skybox(scan, pano, i), quality)
+            if skybox_small:
+                strip = np.concatenate(faces, axis=1)
+                _save_jpeg(strip, paths.skybox(scan, pano, 0).with_name(f"{pano}_skybox_small.jpg"), quality)
+    finally:
+        rend.close()
+    return len(vps)
+
+
+def _render_all(cfg: SynthConfig, data: list[_HouseData], paths: WorldPaths, kind: str,
+                progress: Callable[[int], None] | None) -> None:
+    """All houses' skyboxes: numpy in this process, gl in one spawned child process.
+
+    A Mesa EGL context in this process would make a later ``import torch._dynamo`` crash it
+    (see :mod:`vln_clip.synth.render`), and callers go on to train models.
+    """
+    jobs = [(kind, hd.rects, hd.scan, [(v.id, v.x, v.y, v.z) for v in hd.vps], str(paths.root), cfg.face_size,
+             cfg.jpeg_quality, cfg.skybox_small) for hd in data]
+    if kind == "numpy":
+        for job in jobs:
+            n = _render_job(*job)
+            if progress:
+                progress(n)
+        return
+    from .render import _isolated_pool
+
+    with _isolated_pool() as pool:
+        for n in pool.map(_render_job, *zip(*jobs)):
+            if progress:
+                progress(n)
 
 
 # ---------------------------------------------------------------------------------------
@@ -425,18 +455,15 @@ def generate_world(out_dir: str | os.PathLike[str], houses: int = 6, seed: int =
 
     backend = "none"
     if cfg.render:
-        rend = make_renderer(cfg.renderer, cfg.face_size)
-        backend = rend.name
+        backend = resolve_renderer(cfg.renderer)
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=sum(len(d.vps) for d in data), desc="rendering skyboxes", unit="pano")
+            bar = tqdm(total=sum(len(d.vps) for d in data), desc=f"rendering skyboxes ({backend})", unit="pano")
         try:
-            for hd in data:
-                _render_house(cfg, hd, paths, rend, bar.update if bar else None)
+            _render_all(cfg, data, paths, backend, bar.update if bar else None)
         finally:
-            rend.close()
             if bar:
                 bar.close()
     t_render = time.perf_counter()

@@ -66,10 +66,20 @@ def _segments_cross(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) 
     return proper | touch
 
 
-def _blockers(house: House, furniture_margin: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
-    """Wall pieces (thickened to both wall faces) and furniture outlines as 2-D segments."""
+def _square(cx: float, cy: float, h: float) -> list[tuple[float, float, float, float]]:
+    a, b, c, d = (cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)
+    return [(*a, *b), (*b, *c), (*c, *d), (*d, *a)]
+
+
+def _blockers(house: House, furniture_margin: float = 0.15, jamb_clearance: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Wall pieces (thickened to both wall faces), door jambs and furniture as 2-D segments.
+
+    Each wall end (a door jamb or a corner) is padded by ``jamb_clearance`` so an edge through
+    a door opening keeps a body's width from the frame instead of grazing it.
+    """
     segs = []
     for x0, y0, x1, y1 in house.walls:
+        segs.extend(_square(x0, y0, jamb_clearance) + _square(x1, y1, jamb_clearance))
         if abs(y1 - y0) < 1e-9:  # wall along x at y = y0: its two faces
             for off in (-WALL_HALF, WALL_HALF):
                 segs.append((x0, y0 + off, x1, y1 + off))

@@ -464,16 +464,38 @@ class GLRenderer:
             pass
 
 
+# ---------------------------------------------------------------------------------------
+# Process isolation for OpenGL
+#
+# Creating a Mesa (llvmpipe) EGL context in a process that later imports torch._dynamo
+# (triton) crashes that process with a segmentation fault: the two LLVM builds collide.
+# So GL work never runs in the caller's process: it runs in a spawned child that exits
+# afterwards, and the EGL probe does too. The numpy rasteriser runs in-process.
+
+
+def _isolated_pool() -> "concurrent.futures.ProcessPoolExecutor":  # noqa: F821
+    import concurrent.futures
+    import multiprocessing
+
+    return concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _probe_egl() -> bool:
+    import moderngl
+
+    ctx = moderngl.create_standalone_context(backend="egl")
+    ok = bool(ctx.info.get("GL_RENDERER"))
+    ctx.release()
+    return ok
+
+
 def egl_available() -> bool:
-    """Whether a headless GL context can be created here (checked once per process)."""
+    """Whether a headless GL context can be created (probed once, in a child process)."""
     global _EGL_OK
     if _EGL_OK is None:
         try:
-            import moderngl
-
-            ctx = moderngl.create_standalone_context(backend="egl")
-            ctx.release()
-            _EGL_OK = True
+            with _isolated_pool() as pool:
+                _EGL_OK = bool(pool.submit(_probe_egl).result(timeout=120))
         except Exception:
             _EGL_OK = False
     return _EGL_OK
@@ -482,12 +504,45 @@ def egl_available() -> bool:
 _EGL_OK: bool | None = None
 
 
-def make_renderer(kind: str, size: int) -> GLRenderer | NumpyRenderer:
-    """``gl``, ``numpy``, or ``auto`` (GL when an EGL context can be made, else numpy)."""
+def _gl_render_many(rects: Rects, eyes: list[tuple[float, float, float]], size: int,
+                    supersample: int) -> np.ndarray:
+    rend = GLRenderer(size, supersample)
+    try:
+        rend.set_scene(rects)
+        return np.stack([np.stack(rend.render(e)) for e in eyes]) if eyes else np.zeros((0, 6, size, size, 3), np.uint8)
+    finally:
+        rend.close()
+
+
+def render_panoramas(rects: Rects, eyes: list[tuple[float, float, float]], size: int, kind: str = "auto",
+                     supersample: int | None = None) -> np.ndarray:
+    """``[N, 6, S, S, 3]`` uint8 skybox faces for each eye position (face order of FACE_AXES).
+
+    ``gl`` renders in a spawned child process (see above); ``numpy`` in this process.
+    """
     if kind == "auto":
         kind = "gl" if egl_available() else "numpy"
     if kind == "gl":
-        return GLRenderer(size)
+        with _isolated_pool() as pool:
+            return pool.submit(_gl_render_many, rects, list(eyes), size, supersample or 2).result()
     if kind == "numpy":
-        return NumpyRenderer(size)
+        rend = NumpyRenderer(size, supersample or 1)
+        rend.set_scene(rects)
+        return np.stack([np.stack(rend.render(e)) for e in eyes])
     raise ValueError(f"unknown renderer {kind!r}; choose auto, gl or numpy")
+
+
+def resolve_renderer(kind: str) -> str:
+    """``gl`` or ``numpy`` for a requested ``auto`` / ``gl`` / ``numpy``."""
+    if kind == "auto":
+        return "gl" if egl_available() else "numpy"
+    if kind not in ("gl", "numpy"):
+        raise ValueError(f"unknown renderer {kind!r}; choose auto, gl or numpy")
+    return kind
+
+
+def make_renderer(kind: str, size: int) -> GLRenderer | NumpyRenderer:
+    """An in-process renderer. Prefer :func:`render_panoramas` for ``gl`` (process isolation):
+    a GL context in this process makes a later ``import torch._dynamo`` crash."""
+    kind = resolve_renderer(kind)
+    return GLRenderer(size) if kind == "gl" else NumpyRenderer(size)

@@ -670,14 +670,16 @@ def plot_curves(history: list[dict[str, Any]], path: Path) -> Path | None:
         axes[0].plot([p[0] for p in pts], [p[1] for p in pts], label=k)
     axes[0].set_xlabel("iteration")
     axes[0].set_title("training losses")
-    axes[0].legend(fontsize=7)
+    if loss_keys:
+        axes[0].legend(fontsize=7)
     metric_keys = sorted({k for h in history for k in h if "/" in k and k.split("/")[1] in ("success", "spl", "ndtw", "bleu")})
     for k in metric_keys:
         pts = [(h["iteration"], h[k]) for h in history if k in h]
         axes[1].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
     axes[1].set_xlabel("iteration")
     axes[1].set_title("validation")
-    axes[1].legend(fontsize=7)
+    if metric_keys:
+        axes[1].legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=90)

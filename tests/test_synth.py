@@ -262,6 +262,11 @@ def test_cached_and_regenerated(tmp_path):
     assert not b.timings and b.world_json.stat().st_mtime_ns == mtime and b.splits == a.splits
     c = generate_world(tmp_path / "c", seed=3, **kw)
     assert c.timings and json.loads(c.world_json.read_text())["seed"] == 3
+    # the previous seed's scans are gone, nothing else
+    files = {p.name for p in (tmp_path / "c" / "connectivity").iterdir()}
+    assert files == {"scans.txt"} | {f"{s}_connectivity.json" for s in c.splits["train"] + c.splits["val_unseen"]
+                                     + c.splits["test"]}
+    assert len(list((tmp_path / "c" / "scenes").iterdir())) == 3
 
 
 def test_bad_parameters(tmp_path):

@@ -392,6 +392,22 @@ def split_scans(scans: list[str], seed: int) -> dict[str, list[str]]:
     return {"train": train, "val_seen": list(train), "val_unseen": unseen, "test": test}
 
 
+def _remove_stale(paths: WorldPaths, stale: set[str]) -> None:
+    """Delete the files of scans that a previous generation here wrote and this one did not.
+
+    Only scans listed in the previous ``world.json`` are touched, so nothing else in the
+    folder is ever removed.
+    """
+    import shutil
+
+    for scan in sorted(stale):
+        for f in (paths.connectivity / f"{scan}_connectivity.json", paths.scenes / f"{scan}.json"):
+            if f.exists():
+                f.unlink()
+        if (paths.scans_dir / scan).is_dir():
+            shutil.rmtree(paths.scans_dir / scan)
+
+
 def _params(cfg: SynthConfig) -> dict[str, Any]:
     p = asdict(cfg)
     p["generator_version"] = GENERATOR_VERSION
@@ -419,16 +435,17 @@ def generate_world(out_dir: str | os.PathLike[str], houses: int = 6, seed: int =
         raise DataError(f"path edges {cfg.min_edges}..{cfg.max_edges}: need 2 <= min <= max")
     root = Path(out_dir)
     paths = WorldPaths.at(root)
-    if paths.world_json.exists() and not force:
-        try:
-            summary = read_json(paths.world_json, "synthetic world summary")
-        except DataError:
-            summary = {}
-        if summary.get("params") == _params(cfg) and summary.get("complete"):
-            paths.splits = summary["splits"]
-            return paths
+    previous: dict[str, Any] = {}
     if paths.world_json.exists():
+        try:
+            previous = read_json(paths.world_json, "synthetic world summary")
+        except DataError:
+            previous = {}
+        if not force and previous.get("params") == _params(cfg) and previous.get("complete"):
+            paths.splits = previous["splits"]
+            return paths
         paths.world_json.unlink()  # a half-rewritten world must not look complete
+    old_scans = {s for scans in previous.get("splits", {}).values() for s in scans} if previous else set()
 
     t0 = time.perf_counter()
     conn = paths.connectivity
@@ -467,6 +484,7 @@ def generate_world(out_dir: str | os.PathLike[str], houses: int = 6, seed: int =
             if bar:
                 bar.close()
     t_render = time.perf_counter()
+    _remove_stale(paths, old_scans - set(scans))
 
     summary = {
         "generator": "vln-clip synthetic Matterport",

@@ -243,7 +243,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self.traj = torch.zeros((B, self.max_steps + 1), dtype=torch.long, device=dev)
         self.traj_view = torch.zeros((B, self.max_steps + 1), dtype=torch.long, device=dev)
         self.traj_len = z()
-        self._refresh()
+        self._refresh(new_episodes=True)
 
     # -- properties ----------------------------------------------------------------------
     @property
@@ -302,7 +302,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self.traj[:, 0] = self.cur
         self.traj_view[:, 0] = self.view
         self.traj_len.fill_(1)
-        self._refresh()
+        self._refresh(new_episodes=True)
         return self._observe(), self._info()
 
     def step(self, actions: torch.Tensor | np.ndarray | Sequence[int]
@@ -342,9 +342,12 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         return self._observe(), reward, terminated, truncated, self._info()
 
     # -- observation ---------------------------------------------------------------------
-    def _refresh(self) -> None:
+    def _refresh(self, new_episodes: bool = False) -> None:
         """Quantities of the current state used by step, observation and info (computed once)."""
         # index_select rather than advanced indexing: several times faster for these gathers
+        if new_episodes:
+            self._instr = self.ep_tokens.index_select(0, self.ep)
+            self._instr_len = self.ep_lengths.index_select(0, self.ep)
         self._n = self.num_candidates_table.index_select(0, self.cur)
         self._pair = self.pbase + self.vp_local.index_select(0, self.cur) * self.psize
         d = self.distance_table.index_select(0, self._pair)
@@ -364,10 +367,9 @@ class BatchedNavEnv(gym.vector.VectorEnv):
             rows = self.slot_view.index_select(0, cur).view(-1)
             cands[..., :D].copy_(self.features_flat.index_select(0, rows).view(B, K, D))
         visual = self.features.index_select(0, cur)  # [B, 36, D]
-        ep = self.ep
         return {
-            "instruction": self.ep_tokens.index_select(0, ep),
-            "instruction_length": self.ep_lengths.index_select(0, ep),
+            "instruction": self._instr,  # fixed per episode: gathered once at reset
+            "instruction_length": self._instr_len,
             "panorama": visual.float(),
             "panorama_angles": self.view_angles.index_select(0, view),
             "candidates": cands,

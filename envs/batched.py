@@ -173,8 +173,11 @@ class BatchedNavEnv(gym.vector.VectorEnv):
             ang[:, step, :M] = np.where(slot_valid[:, :M, None], base, 0.0)
         self.slot_view = t(slot_view)
         self.slot_angle = t(ang.reshape(V * HEADING_COUNT, self.K, 4))  # row = viewpoint * 12 + heading step
-        self.distance_table = t(dist)
-        self.teacher_table = t(teach)
+        # (distance, teacher action) per (viewpoint, goal) pair of a scan, side by side so one
+        # random-access gather fetches both; teacher ids are small integers, exact in float64
+        self.pair_table = t(np.stack([dist, teach.astype(np.float64)], axis=1))
+        self.distance_table = self.pair_table[:, 0]
+        self.teacher_table = self.pair_table[:, 1]
         self.vp_local = t(local)
         self.view_angles = t(VIEW_ANGLES)
         # episodes
@@ -223,6 +226,8 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         f64 = lambda v: torch.tensor(v, dtype=torch.float64, device=dev)  # noqa: E731
         self._c_win, self._c_lose, self._c_zero, self._c_inf = f64(STOP_REWARD), f64(-STOP_REWARD), f64(0.0), f64(math.inf)
         self._c_minus1 = torch.tensor(-1, dtype=torch.long, device=dev)
+        self._c_trash = torch.tensor(self.max_steps + 1, dtype=torch.long, device=dev)
+        self._no_visual = torch.zeros((self.num_envs, NUM_VIEWS, 0), dtype=torch.float32, device=dev)
 
     def _new_order(self) -> np.ndarray:
         n = len(self.task.episodes)
@@ -240,8 +245,9 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self.steps = z()
         self.done = torch.ones(B, dtype=torch.bool, device=dev)
         self.active = torch.zeros(B, dtype=torch.bool, device=dev)
-        self.traj = torch.zeros((B, self.max_steps + 1), dtype=torch.long, device=dev)
-        self.traj_view = torch.zeros((B, self.max_steps + 1), dtype=torch.long, device=dev)
+        # visited viewpoints / views; the extra last column absorbs the writes of items that did not move
+        self.traj = torch.zeros((B, self.max_steps + 2), dtype=torch.long, device=dev)
+        self.traj_view = torch.zeros((B, self.max_steps + 2), dtype=torch.long, device=dev)
         self.traj_len = z()
         self._refresh(new_episodes=True)
 
@@ -332,9 +338,9 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         stop_r = torch.where(d_before < SUCCESS_DISTANCE, self._c_win, self._c_lose)
         reward = torch.where(move, torch.sign(d_before - self._d64), torch.where(stop, stop_r, self._c_zero))
         reward = torch.where(self.goal >= 0, reward, self._c_zero).float()
-        pos = self.traj_len.clamp(max=self.max_steps)
-        self.traj[self._arangeB, pos] = torch.where(move, self.cur, self.traj[self._arangeB, pos])
-        self.traj_view[self._arangeB, pos] = torch.where(move, self.view, self.traj_view[self._arangeB, pos])
+        pos = torch.where(move, self.traj_len, self._c_trash).unsqueeze(1)
+        self.traj.scatter_(1, pos, self.cur.unsqueeze(1))
+        self.traj_view.scatter_(1, pos, self.view.unsqueeze(1))
         self.traj_len = self.traj_len + move.long()
         terminated = stop
         truncated = live & ~stop & (self.steps >= self.max_steps)
@@ -350,7 +356,9 @@ class BatchedNavEnv(gym.vector.VectorEnv):
             self._instr_len = self.ep_lengths.index_select(0, self.ep)
         self._n = self.num_candidates_table.index_select(0, self.cur)
         self._pair = self.pbase + self.vp_local.index_select(0, self.cur) * self.psize
-        d = self.distance_table.index_select(0, self._pair)
+        pair = self.pair_table.index_select(0, self._pair)
+        d = pair[:, 0]
+        self._teacher_raw = pair[:, 1].long()
         self._d64 = torch.where(self.goal >= 0, d, self._c_inf)
         self._mask = self._arangeK[None, :] <= self._n[:, None]
 
@@ -366,7 +374,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         if D:
             rows = self.slot_view.index_select(0, cur).view(-1)
             cands[..., :D].copy_(self.features_flat.index_select(0, rows).view(B, K, D))
-        visual = self.features.index_select(0, cur)  # [B, 36, D]
+        visual = self.features.index_select(0, cur) if D else self._no_visual  # [B, 36, D]
         return {
             "instruction": self._instr,  # fixed per episode: gathered once at reset
             "instruction_length": self._instr_len,
@@ -379,7 +387,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         }
 
     def _info(self) -> dict[str, Any]:
-        teacher = self.teacher_table.index_select(0, self._pair)
+        teacher = self._teacher_raw
         teacher = torch.where((self.goal >= 0) & ~self.done, teacher, self._c_minus1)
         return {
             "teacher": teacher,

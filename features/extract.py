@@ -312,6 +312,10 @@ def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = 
             if len(existing) and (existing.encoder != encoder.name or existing.dim != encoder.pooled_dim):
                 raise DataError(f"{out}: holds {existing.encoder} features (dim {existing.dim}), this run "
                                 f"extracts {encoder.name} (dim {encoder.pooled_dim}); choose another --out")
+            for name in ("weights", "bgr", "image_size"):
+                if len(existing) and name in existing.attrs and str(existing.attrs[name]) != str(attrs[name]):
+                    raise DataError(f"{out}: was extracted with {name}={existing.attrs[name]!r}, this run has "
+                                    f"{name}={attrs[name]!r}; use the same settings or another --out")
             done |= set(existing.keys())
     mine = tasks[rank::world]
     todo = [t for t in mine if t.key not in done]

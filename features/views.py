@@ -287,8 +287,9 @@ def load_skybox(skybox_dir: str | os.PathLike[str], scan: str, pano: str,
     """The six faces ``[6, S, S, 3]`` uint8 RGB of one panorama, in Matterport file order.
 
     Reads MatterSim's ``<pano>_skybox_small.jpg`` strip when present, else the six
-    ``<pano>_skybox<i>_sami.jpg`` faces. ``face_size`` resizes (area filter) to ``S``; use 512
-    (:data:`MATTERSIM_FACE_SIZE`) to see exactly what MatterSim sees from full-size faces.
+    ``<pano>_skybox<i>_sami.jpg`` faces. ``face_size`` caps the face size: larger faces are
+    reduced (area filter) to it; 512 (:data:`MATTERSIM_FACE_SIZE`) is what MatterSim sees
+    from the full-size 1024-pixel downloads. Smaller faces are kept as they are.
     """
     from PIL import Image
 
@@ -297,6 +298,7 @@ def load_skybox(skybox_dir: str | os.PathLike[str], scan: str, pano: str,
     if strip_path.exists():
         img = _open_rgb(strip_path, (6 * face_size, face_size) if face_size else None)
         w, h = img.size
+        face_size = face_size if face_size and h > face_size else None
         if w != 6 * h:
             raise DataError(f"{strip_path}: a skybox strip must be 6 faces wide ({6 * h}x{h}), got {w}x{h}; "
                             "re-create it with MatterSim's scripts/downsize_skybox.py layout")
@@ -315,7 +317,7 @@ def load_skybox(skybox_dir: str | os.PathLike[str], scan: str, pano: str,
         img = _open_rgb(path, (face_size, face_size) if face_size else None)
         if img.size[0] != img.size[1]:
             raise DataError(f"{path}: skybox faces must be square, got {img.size[0]}x{img.size[1]}")
-        if face_size and img.size[0] != face_size:
+        if face_size and img.size[0] > face_size:
             img = img.resize((face_size, face_size), Image.BOX)
         faces.append(np.asarray(img))
     if len({f.shape for f in faces}) != 1:

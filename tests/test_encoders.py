@@ -114,26 +114,25 @@ def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch):
 
 
 def test_checkpoint_file_round_trip(tmp_path, monkeypatch):
-    """A checkpoint in $VLN_CLIP_WEIGHTS (or passed as a path) is loaded and recorded."""
-    import open_clip
-
-    torch.manual_seed(3)
-    model = open_clip.create_model("ViT-B-32", pretrained=None, force_quick_gelu=True).eval()
-    path = tmp_path / "ViT-B-32.pt"
-    torch.save(model.state_dict(), path)
-    ref = built("clip_vit_b32")
-    x = torch.rand(1, 3, 224, 224)
-    with torch.no_grad():
-        expected = model.visual(ref.normalize(x))
-        assert not torch.allclose(ref(x)["pooled"], expected, atol=1e-3)  # really other weights
-    enc = load_encoder("clip_vit_b32", weights=str(path))
-    assert enc.weights.startswith("file:")
-    with torch.no_grad():
-        assert torch.allclose(enc(x)["pooled"], expected, atol=1e-5)
-    monkeypatch.setenv("VLN_CLIP_WEIGHTS", str(tmp_path))
+    """A checkpoint in $VLN_CLIP_WEIGHTS (or passed as a path) is loaded strictly and recorded."""
     from vln_clip.encoders import resolve_weights
 
+    ref = built("clip_vit_b32")
+    torch.manual_seed(3)
+    state = {f"visual.{k}": v + 0.01 * torch.randn_like(v) if v.is_floating_point() else v
+             for k, v in ref.backbone.state_dict().items()}
+    state["logit_scale"] = torch.tensor(4.6)  # other towers' keys in a full CLIP checkpoint are ignored
+    path = tmp_path / "ViT-B-32.pt"
+    torch.save(state, path)
+    enc = load_encoder("clip_vit_b32", weights=str(path))
+    assert enc.weights.startswith("file:")
+    for k, v in enc.backbone.state_dict().items():
+        assert torch.equal(v, state[f"visual.{k}"]), k
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert not torch.allclose(enc(x)["pooled"], ref(x)["pooled"], atol=1e-3)
+    monkeypatch.setenv("VLN_CLIP_WEIGHTS", str(tmp_path))
     found, label = resolve_weights(get_spec("clip_vit_b32"), None, False)  # default tag via $VLN_CLIP_WEIGHTS
     assert found == path and str(path) in label
-    with pytest.raises(DataError):
+    with pytest.raises(DataError, match="does not fit RN50"):
         load_encoder("clip_res50", weights=str(path))  # wrong architecture

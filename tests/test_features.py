@@ -143,6 +143,8 @@ def test_resume_after_interruption_gives_the_same_store(world, reference, tmp_pa
     assert not out.exists()  # no half store
     parts = list(journal_dir(out).glob("part-*.npz"))
     assert len(parts) == 1  # the finished batch survived
+    with pytest.raises(DataError, match="bgr"):  # resuming with other settings is refused
+        run_extraction(config(world, out, bgr=True))
     done = []
     run_extraction(config(world, out), on_batch=done.append)
     assert done == [2]  # only the remaining 2 panoramas were extracted
@@ -155,14 +157,6 @@ def test_resume_after_interruption_gives_the_same_store(world, reference, tmp_pa
     again = []
     run_extraction(config(world, out), on_batch=again.append)  # everything done: nothing to do
     assert again == []
-
-
-def test_resume_refuses_other_settings(world, tmp_path, fast_encoder):
-    out = tmp_path / "f.h5"
-    with pytest.raises(KeyboardInterrupt):
-        run_extraction(config(world, out), on_batch=lambda n: (_ for _ in ()).throw(KeyboardInterrupt()))
-    with pytest.raises(DataError, match="bgr"):
-        run_extraction(config(world, out, bgr=True))
 
 
 def test_torchrun_shards_merge_to_the_same_store(world, reference, tmp_path, monkeypatch, fast_encoder):
@@ -286,3 +280,26 @@ def test_simulator_renders_bgr_frames_from_skyboxes(world):
     bare.setRenderingEnabled(True)
     with pytest.raises(DataError, match="matterport_skybox_images"):
         bare.initialize()
+
+
+def test_cli_extract_merge_and_convert(world, reference, tmp_path, fast_encoder, capsys):
+    from vln_clip.cli.main import main
+
+    conn, sky, _ = world
+    out = tmp_path / "cli.h5"
+    args = ["features", "extract", "--encoder", "clip_res50", "--skybox-dir", str(sky), "--connectivity",
+            str(conn), "--out", str(out), "--random-weights", "--image-size", "32", "--width", "48",
+            "--height", "36", "--workers", "0", "--no-progress", "--dtype", "float32", "--face-size", "0",
+            "--batch-panoramas", "3"]
+    assert main(args) == 0
+    feats, _ = reference
+    with FeatureStore(out) as store:
+        assert sorted(store.keys()) == sorted(feats) and store.weights == "random"
+        for k in store.keys():
+            assert np.allclose(store.get(*k.split("_", 1)), feats[k], atol=1e-4)
+    assert main(["features", "merge", "--out", str(out)]) == 0  # nothing pending: store unchanged
+    tsv = tmp_path / "x.tsv"
+    write_tsv(tsv, [("s", "v", np.zeros((36, 2048), np.float32))])
+    assert main(["features", "convert", "--tsv", str(tsv), "--out", str(tmp_path / "x.h5"),
+                 "--encoder", "clip_res50"]) == 2
+    assert "dimension 2048 but encoder clip_res50 produces 1024" in capsys.readouterr().err

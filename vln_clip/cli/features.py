@@ -76,7 +76,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="full: 640x480 views then CLIP resize+center crop; crop: render the kept window "
                         "directly at the input size (faster, slightly different resampling)")
     x.add_argument("--face-size", type=int, default=512,
-                   help="resize skybox faces to this size first (512 = what MatterSim reads; 0 keeps them)")
+                   help="reduce larger skybox faces to this size first (512 = what MatterSim reads; 0 keeps them)")
     x.add_argument("--scans", nargs="+", help="only these scans")
     x.add_argument("--limit", type=int, help="only the first N panoramas")
     x.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the rank's GPU if any)")

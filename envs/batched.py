@@ -227,6 +227,8 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self._c_win, self._c_lose, self._c_zero, self._c_inf = f64(STOP_REWARD), f64(-STOP_REWARD), f64(0.0), f64(math.inf)
         self._c_minus1 = torch.tensor(-1, dtype=torch.long, device=dev)
         self._c_trash = torch.tensor(self.max_steps + 1, dtype=torch.long, device=dev)
+        self._tile = torch.zeros((4, ANGLE_FEATURE_SIZE), dtype=torch.float32, device=dev)
+        self._tile[torch.arange(ANGLE_FEATURE_SIZE) % 4, torch.arange(ANGLE_FEATURE_SIZE)] = 1.0
         self._no_visual = torch.zeros((self.num_envs, NUM_VIEWS, 0), dtype=torch.float32, device=dev)
 
     def _new_order(self) -> np.ndarray:
@@ -314,7 +316,10 @@ class BatchedNavEnv(gym.vector.VectorEnv):
     def step(self, actions: torch.Tensor | np.ndarray | Sequence[int]
              ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Apply one action per item. Actions ``>= num_candidates`` (or < 0) are STOP."""
-        a = torch.as_tensor(actions, device=self.device).long().reshape(self.num_envs)
+        a = actions if isinstance(actions, torch.Tensor) else torch.as_tensor(np.asarray(actions))
+        if a.device != self.device or a.dtype != torch.long:
+            a = a.to(self.device, torch.long)
+        a = a.reshape(self.num_envs)
         n = self._n
         live = ~self.done
         if self.config.strict:
@@ -337,7 +342,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         # progress sign after a move, +-2 at STOP; 0 for ended items and without a goal (inf distances)
         stop_r = torch.where(d_before < SUCCESS_DISTANCE, self._c_win, self._c_lose)
         reward = torch.where(move, torch.sign(d_before - self._d64), torch.where(stop, stop_r, self._c_zero))
-        reward = torch.where(self.goal >= 0, reward, self._c_zero).float()
+        reward = torch.where(self._has_goal, reward, self._c_zero).float()
         pos = torch.where(move, self.traj_len, self._c_trash).unsqueeze(1)
         self.traj.scatter_(1, pos, self.cur.unsqueeze(1))
         self.traj_view.scatter_(1, pos, self.view.unsqueeze(1))
@@ -359,7 +364,9 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         pair = self.pair_table.index_select(0, self._pair)
         d = pair[:, 0]
         self._teacher_raw = pair[:, 1].long()
-        self._d64 = torch.where(self.goal >= 0, d, self._c_inf)
+        if new_episodes:
+            self._has_goal = self.goal >= 0
+        self._d64 = torch.where(self._has_goal, d, self._c_inf)
         self._mask = self._arangeK[None, :] <= self._n[:, None]
 
     def _observe(self) -> dict[str, torch.Tensor]:
@@ -368,9 +375,19 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         B, K, D = base.shape[0], base.shape[1], self.feature_dim
         # [visual[view] (padding -> the zero row), [sin h, cos h, sin e, cos e] x 32], written
         # straight into the output (torch's repeat/cat would add passes over the data)
-        cands = torch.empty((B, K, D + ANGLE_FEATURE_SIZE), dtype=torch.float32, device=self.device)
-        cands[..., D:].view(B, K, ANGLE_FEATURE_SIZE // 4, 4).copy_(
-            base.unsqueeze(2).expand(B, K, ANGLE_FEATURE_SIZE // 4, 4))
+        if self.device.type == "cpu":
+            # tiling as a product with a 0/1 matrix: exact (x*1 + 0s), and far faster on CPU than
+            # a strided copy; not on CUDA, where TF32 matmuls would round the features
+            ang = torch.mm(base.reshape(B * K, 4), self._tile).view(B, K, ANGLE_FEATURE_SIZE)
+            if not D:
+                cands = ang
+            else:
+                cands = torch.empty((B, K, D + ANGLE_FEATURE_SIZE), dtype=torch.float32, device=self.device)
+                cands[..., D:].copy_(ang)
+        else:
+            cands = torch.empty((B, K, D + ANGLE_FEATURE_SIZE), dtype=torch.float32, device=self.device)
+            cands[..., D:].view(B, K, ANGLE_FEATURE_SIZE // 4, 4).copy_(
+                base.unsqueeze(2).expand(B, K, ANGLE_FEATURE_SIZE // 4, 4))
         if D:
             rows = self.slot_view.index_select(0, cur).view(-1)
             cands[..., :D].copy_(self.features_flat.index_select(0, rows).view(B, K, D))
@@ -388,7 +405,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
 
     def _info(self) -> dict[str, Any]:
         teacher = self._teacher_raw
-        teacher = torch.where((self.goal >= 0) & ~self.done, teacher, self._c_minus1)
+        teacher = torch.where(self._has_goal & ~self.done, teacher, self._c_minus1)
         return {
             "teacher": teacher,
             "distance_to_goal": self._d64.float(),

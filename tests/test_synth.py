@@ -477,3 +477,15 @@ def test_feature_extractor_reads_synthetic_skyboxes(world):
     # view i matches its own direction better than the view opposite to it
     opposite = np.abs(views.astype(float) - truth[[(i + 6) % 12 + 12 * (i // 12) for i in range(36)]]).mean(axis=(1, 2, 3))
     assert (err < opposite).mean() > 0.8
+
+
+def test_landmark_side_is_hand_computed():
+    from vln_clip.synth.language import _side
+    from vln_clip.synth.world import SceneObject
+
+    north = [np.array([0.0, 0.0]), np.array([0.0, 2.0])]
+    west_obj = SceneObject(0, "sofa", "red", (200, 40, 40), 0, (-1.0, 1.0, 0.4), (2.0, 0.9, 0.8))
+    east_obj = SceneObject(1, "lamp", "blue", (45, 80, 200), 0, (1.0, 1.0, 0.8), (0.4, 0.4, 1.6))
+    assert _side(west_obj, north) == "left" and _side(east_obj, north) == "right"
+    south = north[::-1]  # walking south, west is on the right
+    assert _side(west_obj, south) == "right" and _side(east_obj, south) == "left"

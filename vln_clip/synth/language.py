@@ -31,6 +31,7 @@ class Event:
     obj: SceneObject | None = None
     other_room: str = ""
     extra: list[SceneObject] = field(default_factory=list)
+    side: str = ""  # for "pass": the side the object is on while walking past ("left" / "right")
 
 
 def classify_turn(rel: float) -> str:
@@ -65,11 +66,12 @@ def path_events(house: House, vps: dict[str, Viewpoint], path: list[str], headin
         first = vps[path[1]] if len(path) > 1 else start
         door = house.doors[start.door]
         cur_room = first.room if first.door < 0 and first.room in (door.a, door.b) else door.a
+    passed: set[int] = set()
     if long:
         near = _objects_near(house, cur_room, [pts[0]], 2.5)
         events.append(Event("start", room=rooms[cur_room].type, obj=near[0] if near else None))
+        passed.update(o.index for o in near[:1])
     prev_heading = heading
-    passed: set[int] = set()
     seg_points: list[np.ndarray] = [pts[0]]
     for i in range(len(path) - 1):
         h = math.atan2(pts[i + 1][0] - pts[i][0], pts[i + 1][1] - pts[i][1])
@@ -106,7 +108,8 @@ def path_events(house: House, vps: dict[str, Viewpoint], path: list[str], headin
     near = _objects_near(house, cur_room, [goal], 3.0)
     _add_pass(events, house, cur_room, seg_points, passed | {o.index for o in near[:1]}, long)
     if near:
-        events.append(Event("stop_object", room=rooms[cur_room].type, obj=near[0], extra=near[1:3]))
+        others = [o for o in near[1:] if o.index not in passed][:2]
+        events.append(Event("stop_object", room=rooms[cur_room].type, obj=near[0], extra=others))
     else:
         events.append(Event("stop_room", room=rooms[cur_room].type))
     return events
@@ -140,7 +143,15 @@ def _add_pass(events: list[Event], house: House, room: int, points: list[np.ndar
     cands.sort(key=lambda x: (x[0], x[1]))
     for _, idx, obj in cands[: 2 if long else 1]:
         passed.add(idx)
-        events.append(Event("pass", room=house.rooms[room].type, obj=obj))
+        events.append(Event("pass", room=house.rooms[room].type, obj=obj, side=_side(obj, points)))
+
+
+def _side(obj: SceneObject, points: list[np.ndarray]) -> str:
+    """Which hand the object is on while walking the nearest segment (x east, y north)."""
+    c = np.array(obj.centre[:2])
+    a, b = min(zip(points, points[1:]), key=lambda ab: _seg_dist(c, ab[0], ab[1]))
+    cross = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+    return "left" if cross > 0 else "right"
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,7 +234,10 @@ def realise_en(events: list[Event], rng: np.random.Generator, style: int) -> str
                 continue
             clauses.append(_pick(rng, EN_ENTER).format(room=ev.room))
         elif ev.kind == "pass":
-            clauses.append(_pick(rng, EN_PASS).format(obj=ev.obj.name))
+            text = _pick(rng, EN_PASS).format(obj=ev.obj.name)
+            if ev.side and rng.random() < 0.4:
+                text += f" on your {ev.side}"
+            clauses.append(text)
         elif ev.kind == "stop_object":
             text = _pick(rng, EN_STOP_OBJ).format(obj=ev.obj.name)
             if style == 0 or (style == 2 and rng.random() < 0.5):
@@ -302,10 +316,28 @@ def _te_obj(o: SceneObject) -> str:
     return f"{TE_COLOUR[o.colour]} రంగు {TE_OBJ[o.type]}"
 
 
+HI_SIDE = {"left": "बाईं", "right": "दाईं"}
+TE_SIDE = {"left": "ఎడమ", "right": "కుడి"}
+EN_LONG_PASS = ["Walk past the {obj}, which will be on your {side}.", "Keep going with the {obj} on your {side}.",
+                "You will pass the {obj} on your {side}."]
+EN_LONG_EXIT = ["{verb} through the door that leads to the {other}.", "{verb} and step into the {other}.",
+                "{verb}; the door takes you into the {other}."]
+
+
 def realise_long(events: list[Event], lang: str, rng: np.random.Generator) -> str:
-    """One long instruction in ``lang`` (``en``, ``hi`` or ``te``), every event spelled out."""
+    """One long instruction in ``lang`` (``en``, ``hi`` or ``te``), every event spelled out.
+
+    An ``exit`` sentence names the room behind the door, so the ``enter`` of that room that
+    follows (possibly after a turn in the doorway) is not said again.
+    """
     out: list[str] = []
+    skip_enter = ""
     for ev in events:
+        if ev.kind == "enter" and skip_enter == ev.room:
+            skip_enter = ""
+            continue
+        if ev.kind == "exit":
+            skip_enter = ev.other_room
         if lang == "en":
             if ev.kind == "start":
                 s = f"You are standing in the {ev.room}"
@@ -313,11 +345,12 @@ def realise_long(events: list[Event], lang: str, rng: np.random.Generator) -> st
             elif ev.kind == "turn":
                 s = _pick(rng, EN_TURN[ev.direction]).capitalize() + "."
             elif ev.kind == "exit":
-                s = f"{_pick(rng, EN_EXIT).format(room=ev.room).capitalize()} through the door that leads to the {ev.other_room}."
+                verb = _pick(rng, EN_EXIT).format(room=ev.room).capitalize()
+                s = _pick(rng, EN_LONG_EXIT).format(verb=verb, other=ev.other_room)
             elif ev.kind == "enter":
                 s = f"Now {_pick(rng, EN_ENTER).format(room=ev.room)}."
             elif ev.kind == "pass":
-                s = f"Keep walking and {_pick(rng, EN_PASS).format(obj=ev.obj.name)}, which will be close to you."
+                s = _pick(rng, EN_LONG_PASS).format(obj=ev.obj.name, side=ev.side)
             elif ev.kind == "stop_object":
                 s = f"In the {ev.room}, look for the {ev.obj.name}"
                 if ev.extra:
@@ -334,11 +367,11 @@ def realise_long(events: list[Event], lang: str, rng: np.random.Generator) -> st
             elif ev.kind == "turn":
                 s = HI_TURN[ev.direction] + "।"
             elif ev.kind == "exit":
-                s = f"{HI_ROOM[ev.room]} से बाहर निकलिए और {HI_ROOM[ev.other_room]} की ओर जाने वाले दरवाज़े से गुज़रिए।"
+                s = f"{HI_ROOM[ev.room]} से बाहर निकलिए और दरवाज़े से {HI_ROOM[ev.other_room]} में जाइए।"
             elif ev.kind == "enter":
                 s = f"अब {HI_ROOM[ev.room]} में जाइए।"
             elif ev.kind == "pass":
-                s = f"आगे चलते रहिए और {_hi_obj(ev.obj)} के पास से गुज़रिए।"
+                s = f"{_hi_obj(ev.obj)} को अपनी {HI_SIDE[ev.side]} ओर छोड़ते हुए आगे बढ़िए।"
             elif ev.kind == "stop_object":
                 s = f"{HI_ROOM[ev.room]} में {_hi_obj(ev.obj)} को ढूँढिए"
                 if ev.extra:
@@ -355,11 +388,11 @@ def realise_long(events: list[Event], lang: str, rng: np.random.Generator) -> st
             elif ev.kind == "turn":
                 s = TE_TURN[ev.direction] + "."
             elif ev.kind == "exit":
-                s = f"{TE_ROOM[ev.room]} నుండి బయటకు వచ్చి {TE_ROOM[ev.other_room]} వైపు ఉన్న తలుపు గుండా వెళ్ళండి."
+                s = f"{TE_ROOM[ev.room]} నుండి బయటకు వచ్చి తలుపు గుండా {TE_ROOM[ev.other_room]} లోకి వెళ్ళండి."
             elif ev.kind == "enter":
                 s = f"ఇప్పుడు {TE_ROOM[ev.room]} లోకి వెళ్ళండి."
             elif ev.kind == "pass":
-                s = f"ముందుకు నడుస్తూ {_te_obj(ev.obj)} దాటి వెళ్ళండి."
+                s = f"మీ {TE_SIDE[ev.side]}వైపు ఉన్న {_te_obj(ev.obj)} దాటి ముందుకు నడవండి."
             elif ev.kind == "stop_object":
                 s = f"{TE_ROOM[ev.room]} లో {_te_obj(ev.obj)} కోసం చూడండి"
                 if ev.extra:

@@ -162,3 +162,21 @@ def test_select_actions_and_sampled_rollout(tmp_path: Path) -> None:
     assert torch.equal(greedy, obs["num_candidates"])  # the highest unmasked slot is STOP
     with pytest.raises(ValueError):
         BatchedNavEnv.select_actions(None, obs, info, "sample")
+
+
+def test_strict_actions_numpy_input_and_episode_indices(tmp_path: Path) -> None:
+    _, train, _ = two_scan_world(tmp_path)
+    env = BatchedNavEnv(tmp_path / "connectivity", train, num_envs=2, strict=True)
+    obs, info = env.reset(options={"episode_indices": [3, 0]})
+    assert env.instr_ids() == ["3_0", "1_0"]
+    n = obs["num_candidates"]
+    with pytest.raises(ValueError, match="item 1: action 9 is not valid"):
+        env.step(np.array([0, 9]))
+    with pytest.raises(DataError, match="out of range"):
+        env.reset(options={"episode_indices": [7]})
+    # numpy / list actions work; STOP at slot n for both items ends them with a +-2 reward
+    obs, reward, term, trunc, info = env.step(n.numpy())
+    assert term.all() and not trunc.any() and info["done"].all()
+    assert set(reward.abs().tolist()) == {2.0}
+    obs, reward, term, trunc, info = env.step([0, 0])  # ended items ignore their actions
+    assert (reward == 0).all() and not term.any() and (info["teacher"] == -1).all()

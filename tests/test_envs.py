@@ -12,7 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 import vln_clip.envs  # noqa: F401  (registers the ids)
 from env_worlds import DEG, fan_world, two_scan_world, write_features, write_rxr
-from helpers import line_world, write_r2r
+from helpers import line_world, write_connectivity, write_r2r
 from vln_clip.envs import NavEnv, Simulator, draw_topdown, run_shortest_agent, scan_panorama, teacher_table
 from vln_clip.envs import topdown
 from vln_clip.envs.panorama import ENVDROP_HFOV, compute_scan_panorama
@@ -290,15 +290,22 @@ def test_render_topdown_colours(tmp_path: Path) -> None:
 
 # -- low-level teacher ----------------------------------------------------------------------
 
-def test_shortest_agent_looks_up_before_moving(tmp_path: Path) -> None:
+def test_shortest_agent_turns_and_tilts_like_r2r(tmp_path: Path) -> None:
     ids = fan_world(tmp_path)
     sim = _sim(tmp_path)
-    # start facing D's heading (60 deg) but level: D is 25 deg up, within 30: moves directly
+    # facing D's heading (60 deg), level: D is 25 deg up (within 30), so it moves at once
     trajs = run_shortest_agent(sim, ["fan"], [ids[0]], [60 * DEG], [ids[4]])
     assert [t[0] for t in trajs[0]] == [ids[0], ids[4]]
-    # start facing south: must turn (left, the shorter way) to reach C at heading 200
-    trajs = run_shortest_agent(sim, ["fan"], [ids[0]], [170 * DEG], [ids[3]])
-    assert [t[0] for t in trajs[0]][-1] == ids[3]
+    # facing 150 deg, C (heading 200) is outside the 80 deg HFOV: turn right once (to 180), then move
+    (traj,) = run_shortest_agent(sim, ["fan"], [ids[0]], [150 * DEG], [ids[3]])
+    assert [t[0] for t in traj] == [ids[0], ids[0], ids[3]]
+    assert [round(math.degrees(t[1])) for t in traj] == [150, 180, 180]
+    # a neighbour 45 deg up: look up first, then move; coming back (level camera): look down, then move
+    ids2 = write_connectivity(tmp_path / "s", "stairs", [(0, 0, 1.5), (0, 1, 2.5)], [(0, 1)])
+    sim2 = _sim(tmp_path / "s", batch=2)
+    up, down = run_shortest_agent(sim2, ["stairs"] * 2, [ids2[0], ids2[1]], [0.0, math.pi], [ids2[1], ids2[0]])
+    assert [(t[0], round(math.degrees(t[2]))) for t in up] == [(ids2[0], 0), (ids2[0], 30), (ids2[1], 30)]
+    assert [(t[0], round(math.degrees(t[2]))) for t in down] == [(ids2[1], 0), (ids2[1], -30), (ids2[0], -30)]
 
 
 def test_shortest_agent_reaches_goals_on_real_sample(shared_connectivity: Path, shared_r2r_train: Path) -> None:

@@ -104,7 +104,7 @@ def scan_id(seed: int, house: int) -> str:
 
 
 def _rng(seed: int, *keys: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, *keys])
+    return np.random.default_rng([int(seed) % (1 << 64), *keys])
 
 
 @dataclass

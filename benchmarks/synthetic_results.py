@@ -1,0 +1,133 @@
+"""The training evidence of docs/training.md on a synthetic world, one command per table row.
+
+Steps (each a normal ``vln-clip`` / Python API call, so every number can be reproduced alone):
+
+1. ``oracle`` : write *oracle scene features* for the world: for each of the 36 views of a
+   viewpoint, a multi-hot vector of what the scene description (``DIR/scenes/<scan>.json``)
+   says is there: the viewpoint's room type, and the types, colours and room types of the
+   objects visible in that view. No pixels, no CLIP: the upper bound of what a perfect
+   encoder could tell the follower about the synthetic houses.
+2. ``runs``   : train followers (with features, vision-free), the speaker, sample augmented
+   paths, back-translate, and continue the plain follower for the same number of
+   iterations as the back-translation run (the fair comparison); evaluate the untrained
+   follower too. Prints one JSON object with val_unseen SR/SPL/nDTW per agent and BLEU.
+
+    python benchmarks/synthetic_results.py oracle --world data/synthetic
+    python benchmarks/synthetic_results.py runs --world data/synthetic --features data/synthetic/features/oracle_scene.h5 \
+        --out runs/syn_results --iters 300 --bt-iters 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def oracle_scene_features(world: Path, out: Path) -> Path:
+    """Write the oracle scene feature store (see module docstring) for every viewpoint."""
+    from vln_clip.features.store import FeatureWriter
+    from vln_clip.synth.world import FURNITURE, PALETTE, ROOM_TYPES
+
+    types, colours, rooms = sorted(FURNITURE), sorted(PALETTE), list(ROOM_TYPES)
+    off_t, off_c, off_r = len(rooms), len(rooms) + len(types), len(rooms) + len(types) + len(colours)
+    dim = off_r + len(rooms)
+    with FeatureWriter(out, dim, {"encoder": "oracle_scene", "weights": "scene description (no pixels)"},
+                       dtype="float32") as w:
+        for path in sorted((world / "scenes").glob("*.json")):
+            scene = json.loads(path.read_text())
+            objects = {o["id"]: o for o in scene["objects"]}
+            for vp in scene["viewpoints"]:
+                feats = np.zeros((36, dim), dtype=np.float32)
+                feats[:, rooms.index(vp["room_type"])] = 1.0
+                for v, visible in enumerate(vp["views"]):
+                    for oid in visible:
+                        o = objects[oid]
+                        feats[v, off_t + types.index(o["type"])] = 1.0
+                        feats[v, off_c + colours.index(o["colour"])] = 1.0
+                        feats[v, off_r + rooms.index(o["room_type"])] = 1.0
+                w.write(scene["scan"], vp["id"], feats)
+    return out
+
+
+def runs(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from vln_clip.agents.aug_paths import write_aug_paths
+    from vln_clip.agents.config import TrainConfig
+    from vln_clip.agents.trainer import Run, train
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    common = dict(data_dir=args.world, batch_size=args.batch, hidden_dim=args.hidden, eval_every=args.eval_every,
+                  save_every=args.eval_every, log_every=10, max_actions=args.max_actions)
+    feats = dict(features=args.features, encoder=Path(args.features).stem)
+    results: dict[str, Any] = {"settings": {k: v for k, v in vars(args).items() if k != "func"}}
+    t0 = time.time()
+
+    def row(name: str, metrics: dict[str, float]) -> None:
+        results[name] = {k: round(float(metrics[k]), 4) for k in ("success", "spl", "ndtw") if k in metrics}
+        if "bleu" in metrics:
+            results[name]["bleu"] = round(float(metrics["bleu"]), 4)
+        results[name]["minutes"] = round((time.time() - t0) / 60, 1)
+        print(json.dumps({name: results[name]}), flush=True)
+
+    def cfg(name: str, **kw: Any) -> TrainConfig:
+        return TrainConfig.preset("synthetic", out_dir=str(out / name), **{**common, **kw})
+
+    row("untrained", Run(cfg("untrained", iters=0, **feats)).evaluate("val_unseen"))
+    sp = train(cfg("speaker", agent="speaker", iters=args.speaker_iters, **feats), progress=False)
+    row("speaker", sp.metrics["val_unseen"])
+    blind = train(cfg("follower_no_vision", iters=args.iters, no_vision=True), progress=False)
+    row("follower_no_vision", blind.metrics["val_unseen"])
+    fo = train(cfg("follower", iters=args.iters, **feats), progress=False)
+    row("follower", fo.metrics["val_unseen"])
+    aug = out / "aug_paths.json"
+    write_aug_paths(Path(args.world) / "connectivity", Path(args.world) / "r2r" / "R2R_train.json", aug,
+                    per_scan=args.per_scan, seed=0)
+    bt = train(cfg("bt", agent="bt", iters=args.bt_iters, aug_paths=str(aug), speaker_checkpoint=str(sp.best_checkpoint),
+                   follower_checkpoint=str(fo.best_checkpoint), **feats), progress=False)
+    row("follower_bt", bt.metrics["val_unseen"])
+    results["follower_bt"]["best_val_unseen_success"] = bt.best_score
+    more = train(cfg("follower", iters=args.iters + args.bt_iters, **feats), resume=True, progress=False)
+    row("follower_continued", more.metrics["val_unseen"])
+    results["follower_continued"]["best_val_unseen_success"] = more.best_score
+    results["follower"]["best_val_unseen_success"] = fo.best_score
+    results["follower_no_vision"]["best_val_unseen_success"] = blind.best_score
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    o = sub.add_parser("oracle", help="write DIR/features/oracle_scene.h5")
+    o.add_argument("--world", required=True)
+    r = sub.add_parser("runs", help="train and evaluate every agent")
+    r.add_argument("--world", required=True)
+    r.add_argument("--features", required=True)
+    r.add_argument("--out", required=True)
+    r.add_argument("--iters", type=int, default=300)
+    r.add_argument("--bt-iters", type=int, default=150)
+    r.add_argument("--speaker-iters", type=int, default=300)
+    r.add_argument("--batch", type=int, default=32)
+    r.add_argument("--hidden", type=int, default=256)
+    r.add_argument("--max-actions", type=int, default=35)
+    r.add_argument("--eval-every", type=int, default=50)
+    r.add_argument("--per-scan", type=int, default=200)
+    r.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.cmd == "oracle":
+        world = Path(args.world)
+        print(oracle_scene_features(world, world / "features" / "oracle_scene.h5"))
+        return 0
+    print(json.dumps(runs(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -118,34 +118,30 @@ def discretized_rays(spec: ViewSpec = ViewSpec(), window: tuple[float, float, fl
 # Cube map lookup (OpenGL rules)
 
 
+# Per GL face (+X, -X, +Y, -Y, +Z, -Z): which texture-direction component gives sc and tc, and
+# with which sign (OpenGL's table: +X (-rz, -ry), -X (rz, -ry), +Y (rx, rz), -Y (rx, -rz),
+# +Z (rx, -ry), -Z (-rx, -ry)).
+_S_COMP = (2, 2, 0, 0, 0, 0)
+_S_SIGN = (-1.0, 1.0, 1.0, 1.0, 1.0, -1.0)
+_T_COMP = (1, 1, 2, 2, 1, 1)
+_T_SIGN = (-1.0, -1.0, 1.0, -1.0, -1.0, -1.0)
+
+
 def cube_lookup(tex: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """GL face selection: ``(file index, s, t)`` for texture directions ``[..., 3]``.
 
-    s grows along the face image's columns, t along its rows (first row = t 0).
+    s grows along the face image's columns, t along its rows (first row = t 0). Written as a
+    few gathers rather than a cascade of ``where`` (the op count dominates on large grids).
     """
-    rx, ry, rz = tex.unbind(-1)
-    ax, ay, az = rx.abs(), ry.abs(), rz.abs()
-    is_x = (ax >= ay) & (ax >= az)
-    is_y = ~is_x & (ay >= az)
-    is_z = ~is_x & ~is_y
-    one = torch.ones_like(rx)
-    # GL table: +X (-rz, -ry) -X (rz, -ry) +Y (rx, rz) -Y (rx, -rz) +Z (rx, -ry) -Z (-rx, -ry)
-    sx = torch.where(rx >= 0, -rz, rz)
-    sy = rx
-    sz = torch.where(rz >= 0, rx, -rx)
-    tx = -ry
-    ty = torch.where(ry >= 0, rz, -rz)
-    tz = -ry
-    sc = torch.where(is_x, sx, torch.where(is_y, sy, sz))
-    tc = torch.where(is_x, tx, torch.where(is_y, ty, tz))
-    ma = torch.where(is_x, ax, torch.where(is_y, ay, az))
-    gl = torch.where(is_x, torch.where(rx >= 0, 0 * one, one),
-                     torch.where(is_y, torch.where(ry >= 0, 2 * one, 3 * one),
-                                 torch.where(rz >= 0, 4 * one, 5 * one))).long()
-    lut = torch.tensor(GL_TO_FILE, device=tex.device)
-    s = (sc / ma + 1.0) / 2.0
-    t = (tc / ma + 1.0) / 2.0
-    return lut[gl], s, t
+    dev = tex.device
+    ma, axis = tex.abs().max(-1)
+    comp = tex.gather(-1, axis.unsqueeze(-1)).squeeze(-1)
+    gl = axis * 2 + (comp < 0).long()
+    s_comp, t_comp = torch.tensor(_S_COMP, device=dev)[gl], torch.tensor(_T_COMP, device=dev)[gl]
+    sc = tex.gather(-1, s_comp.unsqueeze(-1)).squeeze(-1) * torch.tensor(_S_SIGN, device=dev, dtype=tex.dtype)[gl]
+    tc = tex.gather(-1, t_comp.unsqueeze(-1)).squeeze(-1) * torch.tensor(_T_SIGN, device=dev, dtype=tex.dtype)[gl]
+    inv = 0.5 / ma
+    return torch.tensor(GL_TO_FILE, device=dev)[gl], sc * inv + 0.5, tc * inv + 0.5
 
 
 def face_directions(size: int, rotation: np.ndarray | None = None) -> np.ndarray:

@@ -137,8 +137,9 @@ def check_inputs(cfg: ExtractConfig, tasks: list[Task]) -> None:
 class _PanoramaData(torch.utils.data.Dataset):
     """Decodes one panorama per item in a worker; errors travel back as messages."""
 
-    def __init__(self, cfg: ExtractConfig, tasks: list[Task]) -> None:
+    def __init__(self, cfg: ExtractConfig, tasks: list[Task], renderer: "ViewRenderer | None" = None) -> None:
         self.cfg, self.tasks = cfg, tasks
+        self.renderer = renderer  # CPU extraction: workers also render and preprocess
         self._sim: Any = None
 
     def __len__(self) -> int:
@@ -160,7 +161,11 @@ class _PanoramaData(torch.utils.data.Dataset):
                 views = mattersim_views(self.cfg.skybox_dir or ".", self.cfg.connectivity_dir or ".", t.scan,
                                         t.viewpoint, self.cfg.view, sim=self._sim)
                 tensor = torch.from_numpy(views[..., ::-1].copy()).permute(0, 3, 1, 2)  # RGB [36, 3, H, W]
-            return t.key, tensor.contiguous(), t.rotation.astype(np.float32), None
+            rotation = t.rotation.astype(np.float32)
+            if self.renderer is not None:
+                with torch.no_grad():
+                    tensor = self.renderer.views(tensor[None], torch.from_numpy(rotation)[None])
+            return t.key, tensor.contiguous(), rotation, None
         except DataError as exc:
             return t.key, None, t.rotation.astype(np.float32), str(exc)
 
@@ -201,21 +206,28 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-class ViewPipeline:
-    """Device-side part: panoramas -> 36 preprocessed views per panorama -> pooled features."""
+class ViewRenderer:
+    """Panoramas -> 36 preprocessed views each, on ``device`` (the GPU, or a CPU worker process)."""
 
-    def __init__(self, cfg: ExtractConfig, encoder: Any, device: torch.device) -> None:
-        self.cfg, self.encoder, self.device = cfg, encoder, device
-        self.size = cfg.image_size or encoder.input_size
-        spec = cfg.view
+    def __init__(self, cfg: ExtractConfig, size: int, device: torch.device) -> None:
         if cfg.render not in ("full", "crop"):
             raise DataError(f"render must be 'full' or 'crop', got {cfg.render!r}")
-        if cfg.source != "mattersim":
-            if cfg.render == "crop":
-                self.rays = discretized_rays(spec, spec.center_square(), (self.size, self.size), device)
-            else:
-                self.rays = discretized_rays(spec, device=device)
+        self.cfg, self.size, self.device = cfg, size, device
         self.chunk = 4 if device.type == "cuda" else 1  # panoramas rendered at once (memory bound)
+        self._rays: torch.Tensor | None = None
+
+    def __getstate__(self) -> dict[str, Any]:  # sent to DataLoader workers: rays are rebuilt there
+        return {**self.__dict__, "_rays": None}
+
+    @property
+    def rays(self) -> torch.Tensor:
+        if self._rays is None:
+            spec = self.cfg.view
+            if self.cfg.render == "crop":
+                self._rays = discretized_rays(spec, spec.center_square(), (self.size, self.size), self.device)
+            else:
+                self._rays = discretized_rays(spec, device=self.device)
+        return self._rays
 
     def preprocess(self, views: torch.Tensor) -> torch.Tensor:
         """``[N, 3, H, W]`` float 0-255 -> ``[N, 3, s, s]`` float 0-1 (CLIP resize + center crop)."""
@@ -250,14 +262,27 @@ class ViewPipeline:
             x = x.flip(1)
         return x
 
+
+class ViewPipeline:
+    """Views (rendered here, or already by the CPU workers) -> pooled features on the device."""
+
+    def __init__(self, cfg: ExtractConfig, encoder: Any, device: torch.device) -> None:
+        self.cfg, self.encoder, self.device = cfg, encoder, device
+        self.size = cfg.image_size or encoder.input_size
+        self.renderer = ViewRenderer(cfg, self.size, device)
+
     @torch.no_grad()
-    def features(self, images: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-        x = self.views(images, rotations)
+    def encode(self, x: torch.Tensor, panoramas: int) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast_context(self.device, self.cfg.precision):
             pooled = self.encoder(x, grid=False)["pooled"]
-        return pooled.float().reshape(images.shape[0], 36, -1)
+        return pooled.float().reshape(panoramas, 36, -1)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+        return self.encode(self.renderer.views(images, rotations), images.shape[0])
 
 
 def store_attrs(cfg: ExtractConfig, encoder: Any, size: int) -> dict[str, Any]:
@@ -339,8 +364,12 @@ def _extract_loop(cfg: ExtractConfig, pipeline: ViewPipeline, journal: FeatureJo
     cuda = pipeline.device.type == "cuda"
     workers = cfg.workers if cfg.workers is not None else (
         0 if cfg.source == "mattersim" else min(8, max(1, (os.cpu_count() or 2) - 1)))
+    # On CPU the workers render and preprocess too, so that work overlaps the encoder's;
+    # on GPU they only decode (rendering there is cheaper than shipping 36 views per panorama).
+    in_workers = pipeline.device.type == "cpu" and workers > 0
+    data = _PanoramaData(cfg, todo, pipeline.renderer if in_workers else None)
     loader = torch.utils.data.DataLoader(
-        _PanoramaData(cfg, todo), batch_size=cfg.batch_panoramas, shuffle=False, num_workers=workers,
+        data, batch_size=cfg.batch_panoramas, shuffle=False, num_workers=workers,
         collate_fn=_collate, pin_memory=cuda, prefetch_factor=4 if workers else None,
         persistent_workers=False)
     bar = tqdm(total=len(todo) + skipped, initial=skipped, unit="pano", disable=not cfg.progress,
@@ -350,7 +379,11 @@ def _extract_loop(cfg: ExtractConfig, pipeline: ViewPipeline, journal: FeatureJo
         for batch in loader:
             if "error" in batch:
                 raise DataError(batch["error"])
-            feats = pipeline.features(batch["images"], batch["rotations"]).cpu().numpy()
+            if in_workers:
+                images = batch["images"]  # [B, 36, 3, s, s] preprocessed views
+                feats = pipeline.encode(images.flatten(0, 1), images.shape[0]).cpu().numpy()
+            else:
+                feats = pipeline.features(batch["images"], batch["rotations"]).cpu().numpy()
             journal.append(batch["keys"], feats)
             n += len(batch["keys"])
             bar.update(len(batch["keys"]))

@@ -283,13 +283,14 @@ def test_simulator_renders_bgr_frames_from_skyboxes(world):
 
 
 def test_cli_extract_merge_and_convert(world, reference, tmp_path, fast_encoder, capsys):
+    """Also the CPU path where a DataLoader worker renders and preprocesses the views."""
     from vln_clip.cli.main import main
 
     conn, sky, _ = world
     out = tmp_path / "cli.h5"
     args = ["features", "extract", "--encoder", "clip_res50", "--skybox-dir", str(sky), "--connectivity",
             str(conn), "--out", str(out), "--random-weights", "--image-size", "32", "--width", "48",
-            "--height", "36", "--workers", "0", "--no-progress", "--dtype", "float32", "--face-size", "0",
+            "--height", "36", "--workers", "1", "--no-progress", "--dtype", "float32", "--face-size", "0",
             "--batch-panoramas", "3"]
     assert main(args) == 0
     feats, _ = reference

@@ -5,10 +5,11 @@ forward pass):
 
 1. DataLoader workers decode the skybox JPEGs (or equirects) in parallel with the model work
    (JPEG DCT-domain downscaling to MatterSim's 512-pixel faces when reading full faces).
-2. On the device, :mod:`.views` renders the 36 discretized views with one ``grid_sample``
-   per panorama chunk, then applies CLIP's preprocessing (shorter side to the encoder's input
-   size with antialiased bicubic resizing, center crop) -- or, with ``render="crop"``,
-   renders the surviving center window directly at the input size.
+2. :mod:`.views` renders the 36 discretized views with one ``grid_sample`` per panorama
+   chunk, then applies CLIP's preprocessing (shorter side to the encoder's input size with
+   antialiased bicubic resizing, center crop) -- or, with ``render="crop"``, renders the
+   surviving center window directly at the input size. On GPU this runs on the device; on
+   CPU the workers do it too, so it overlaps the encoder.
 3. The encoder runs under autocast (bf16, or fp16 where bf16 is missing) on GPU and writes
    ``pooled`` features to a crash-safe journal (:class:`~.store.FeatureJournal`); at the end
    the journal becomes the HDF5 store in one atomic rename.

@@ -319,3 +319,19 @@ def test_shortest_agent_reaches_goals_on_real_sample(shared_connectivity: Path, 
         assert vps[0] == ep.start and vps[-1] == ep.path[-1]
         store[ep.scan].check_path(vps, ep.instr_id)
         assert store[ep.scan].path_length(vps) == pytest.approx(store[ep.scan].distance(ep.start, ep.path[-1]))
+
+
+def test_feature_entry_with_wrong_width_is_reported(tmp_path: Path) -> None:
+    from vln_clip.envs import BatchedNavEnv
+    from vln_clip.features.store import FeatureWriter
+
+    vps, train, _ = two_scan_world(tmp_path)
+    path = write_features(tmp_path / "f.h5", vps, dim=8)
+    bad_vp = vps["lineScan"][0]
+    with FeatureWriter(path, 8, {"encoder": "test"}) as w:
+        w.write("lineScan", bad_vp, np.zeros((36, 6), dtype=np.float32))
+    env = NavEnv(tmp_path / "connectivity", train, path)
+    with pytest.raises(DataError, match=f"lineScan_{bad_vp} has shape \\(36, 6\\), expected \\(36, 8\\)"):
+        env.reset(options={"instr_id": "1_0"})
+    with pytest.raises(DataError, match="re-extract"):
+        BatchedNavEnv(tmp_path / "connectivity", train, path, num_envs=2)

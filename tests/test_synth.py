@@ -54,7 +54,8 @@ def test_ids_and_connectivity_format(world):
             assert len(item["pose"]) == 16 and item["pose"][12:] == [0.0, 0.0, 0.0, 1.0]
             rot = np.array(item["pose"]).reshape(4, 4)[:3, :3]
             assert np.allclose(rot @ rot.T, np.eye(3)) and np.isclose(np.linalg.det(rot), 1.0)
-            assert item["pose"][11] == pytest.approx(1.5) and item["height"] == pytest.approx(1.5)
+            # camera 1.5 m above the ground floor or the upper floor (3 m up), or half-way up the stairs
+            assert min(abs(item["pose"][11] - z) for z in (1.5, 2.9, 4.5)) < 1e-9 and item["height"] == 1.5
             assert len(item["visible"]) == n and len(item["unobstructed"]) == n
             # an edge implies line of sight; no self loops
             assert all(v for u, v in zip(item["unobstructed"], item["visible"]) if u)
@@ -216,15 +217,17 @@ def test_views_see_objects_in_their_direction(world):
     checked = 0
     for v, entry in zip(hd.vps, scene["viewpoints"]):
         for obj in hd.house.objects:
-            if obj.room != v.room or obj.size[2] < 0.7 or v.door >= 0:
+            if obj.room != v.room or obj.size[2] < 0.7 or v.door >= 0 or v.stair >= 0:
                 continue
             dx, dy = obj.centre[0] - v.x, obj.centre[1] - v.y
+            if abs(math.atan2(obj.centre[2] - v.z, math.hypot(dx, dy))) > math.radians(25):
+                continue  # not within the level views' vertical field of view
             h = math.atan2(dx, dy) % (2 * math.pi)
             step = round(h / (math.pi / 6)) % 12
             if abs(wrap_to_pi(h - step * math.pi / 6)) > math.radians(10):
                 continue
             # occluded by another object? skip those; the ray caster decides
-            t, idx = caster.cast(np.array([v.x, v.y, 1.5]), np.array([[dx, dy, obj.centre[2] - 1.5]]))
+            t, idx = caster.cast(np.array([v.x, v.y, v.z]), np.array([[dx, dy, obj.centre[2] - v.z]]))
             if caster.r.owner[idx[0]] != obj.index:
                 continue
             assert obj.index in entry["views"][12 + step]
@@ -296,7 +299,7 @@ def test_skybox_files_and_sanity(world, store):
                 assert f.shape == (16, 16, 3)
                 assert f.mean() > 25 and f.std() > 0 or f.mean() > 60  # never empty or black
             room = scene["rooms"][v["room"]]
-            if "doorway" in v:
+            if "doorway" in v or "stairs" in v:  # stair viewpoints look down on steps, not the floor
                 continue
             up = faces[0].reshape(-1, 3).mean(0)
             down = faces[5][4:12, 4:12].reshape(-1, 3).mean(0)
@@ -489,3 +492,75 @@ def test_landmark_side_is_hand_computed():
     assert _side(west_obj, north) == "left" and _side(east_obj, north) == "right"
     south = north[::-1]  # walking south, west is on the right
     assert _side(west_obj, south) == "right" and _side(east_obj, south) == "left"
+
+
+@pytest.fixture(scope="module")
+def two_floor_world(tmp_path_factory: pytest.TempPathFactory):
+    return generate_world(tmp_path_factory.mktemp("synth2") / "w", houses=3, seed=0, render=False,
+                          paths_per_house=6, val_seen_per_house=2, rxr_paths_per_house=2, two_floor_fraction=1.0)
+
+
+def test_two_floors_joined_only_by_the_stairs(two_floor_world):
+    w = two_floor_world
+    store = GraphStore(w.connectivity, use_cache=False)
+    n_two = 0
+    for scan in store.scans:
+        scene = json.loads((w.scenes / f"{scan}.json").read_text())
+        if scene["floors"] != 2:
+            continue
+        n_two += 1
+        g = store[scan]
+        z = g.positions[:, 2]
+        stair = {v["stairs"]: g.idx(v["id"]) for v in scene["viewpoints"] if "stairs" in v}
+        assert z[stair["foot"]] == pytest.approx(1.5) and z[stair["top"]] == pytest.approx(4.5)
+        # every edge between different heights is a stair edge: foot-middle or middle-top
+        a, b = np.nonzero(np.triu(g.adjacency, 1))
+        cross = {(int(i), int(j)) for i, j in zip(a, b) if abs(z[i] - z[j]) > 0.5}
+        want = {tuple(sorted((stair["foot"], stair["middle"]))), tuple(sorted((stair["middle"], stair["top"])))}
+        assert cross == want
+        # rooms: types unique over both floors; the room at the top is the landing
+        types = [r["type"] for r in scene["rooms"]]
+        assert len(types) == len(set(types)) and scene["rooms"][scene["stairs"]["rooms"][1]]["type"] == "landing"
+        assert np.isfinite(g.distances).all()
+        # a ground-floor to upper-floor route climbs the stairs, and says so
+        down = [i for i in range(len(g)) if z[i] < 2 and i not in stair.values()]
+        up = [i for i in range(len(g)) if z[i] > 4 and i not in stair.values()]
+        path = g.shortest_path(g.viewpoints[down[0]], g.viewpoints[up[-1]])
+        assert [g.viewpoints[stair[k]] for k in ("foot", "middle", "top")] == \
+            [v for v in path if v in {g.viewpoints[s] for s in stair.values()}]
+        cfg = SynthConfig(seed=0, houses=3, two_floor_fraction=1.0)
+        hd = _build_house(cfg, store.scans.index(scan), w.root.parent / "rebuild2")
+        events = path_events(hd.house, {v.id: v for v in hd.vps}, path, 0.0)
+        kinds = [(e.kind, e.direction) for e in events]
+        assert kinds.count(("stairs", "up")) == 1 and ("stairs", "down") not in kinds
+    assert n_two >= 2
+
+
+def test_simulator_shortest_agent_climbs_the_stairs(two_floor_world):
+    from vln_clip.envs.simulator import Simulator
+    from vln_clip.envs.teacher import run_shortest_agent
+
+    w = two_floor_world
+    store = GraphStore(w.connectivity, use_cache=False)
+    scans, starts, goals = [], [], []
+    for scan in store.scans:
+        g = store[scan]
+        z = g.positions[:, 2]
+        if z.max() < 4:
+            continue
+        lo, hi = np.flatnonzero(z < 2), np.flatnonzero(z > 4)
+        for a, b in ((lo[0], hi[-1]), (hi[0], lo[-1])):  # up and down
+            scans.append(scan)
+            starts.append(g.viewpoints[a])
+            goals.append(g.viewpoints[b])
+    assert scans
+    sim = Simulator()
+    sim.setNavGraphPath(str(w.connectivity))
+    sim.setDiscretizedViewingAngles(True)
+    sim.setBatchSize(len(scans))
+    sim.setRenderingEnabled(False)
+    sim.initialize()
+    trajs = run_shortest_agent(sim, scans, starts, [0.0] * len(scans), goals, max_actions=200)
+    for traj, goal in zip(trajs, goals):
+        assert traj[-1][0] == goal
+        assert any(abs(e) > 0.4 for _, _, e in traj)  # it had to look up or down at the stairs

@@ -37,7 +37,7 @@ from .layout import (Viewpoint, connect, connectivity_json, largest_component, p
 from .render import RayCaster, Rects, build_scene, resolve_renderer
 from .world import House, make_house
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 SPLITS = ("train", "val_seen", "val_unseen", "test")
 RXR_SPLITS = ("train", "val_seen", "val_unseen")
 VIEW_VFOV = math.radians(60)
@@ -62,6 +62,7 @@ class SynthConfig:
     min_distance: float = 5.0
     min_rooms: int = 5
     max_rooms: int = 9
+    two_floor_fraction: float = 0.34  # chance that a house gets an upper floor reached by stairs
     jpeg_quality: int = 90
     skybox_small: bool = False
 
@@ -120,7 +121,8 @@ def _build_house(cfg: SynthConfig, h: int, conn_dir: Path) -> _HouseData:
     scan = scan_id(cfg.seed, h)
     for attempt in range(20):
         rng = _rng(cfg.seed, h, attempt)
-        house = make_house(rng, cfg.min_rooms, cfg.max_rooms)
+        floors = 2 if _rng(cfg.seed, h, 77).random() < cfg.two_floor_fraction else 1
+        house = make_house(rng, cfg.min_rooms, cfg.max_rooms, floors)
         vps = place_viewpoints(house, scan, rng)
         visible, unob = connect(house, vps)
         keep = largest_component(unob)
@@ -296,7 +298,9 @@ def _scene_json(hd: _HouseData) -> dict[str, Any]:
     for v in hd.vps:
         eye = np.array([v.x, v.y, v.z])
         entry: dict[str, Any] = {"id": v.id, "position": [v.x, v.y, v.z], "room": v.room,
-                                 "room_type": house.rooms[v.room].type}
+                                 "room_type": house.rooms[v.room].type, "floor": v.floor}
+        if v.stair >= 0:
+            entry["stairs"] = ("foot", "middle", "top")[v.stair]
         if v.door >= 0:
             d = house.doors[v.door]
             entry["doorway"] = [d.a, d.b]
@@ -306,12 +310,18 @@ def _scene_json(hd: _HouseData) -> dict[str, Any]:
         "scan": hd.scan,
         "extent": [round(x, 3) for x in house.extent],
         "ceiling_height": 2.6,
+        "floors": house.floors,
+        "stairs": None if house.stairs is None else {
+            "rooms": [house.stairs.room0, house.stairs.room1], "footprint": list(house.stairs.footprint),
+            "axis": house.stairs.axis, "direction": house.stairs.direction,
+            "foot": list(house.stairs.bottom), "top": list(house.stairs.top)},
         "rooms": [{"id": r.index, "type": r.type, "box": [r.x0, r.y0, r.x1, r.y1],
-                   "polygon": [[r.x0, r.y0], [r.x1, r.y0], [r.x1, r.y1], [r.x0, r.y1]], "floor": 0,
+                   "polygon": [[r.x0, r.y0], [r.x1, r.y0], [r.x1, r.y1], [r.x0, r.y1]], "floor": r.floor,
+                   "z": r.z0,
                    "wall_rgb": list(r.wall_rgb), "floor_rgb": list(r.floor_rgb), "ceiling_rgb": list(r.ceiling_rgb)}
                   for r in house.rooms],
         "doors": [{"id": d.index, "rooms": [d.a, d.b], "position": [d.x, d.y], "wall_axis": d.axis,
-                   "width": d.width} for d in house.doors],
+                   "width": d.width, "floor": d.floor} for d in house.doors],
         "objects": [{"id": o.index, "type": o.type, "colour": o.colour, "rgb": list(o.rgb),
                      "position": list(o.centre), "size": list(o.size), "room": o.room,
                      "room_type": house.rooms[o.room].type} for o in house.objects],

@@ -25,8 +25,8 @@ from .world import House, SceneObject
 
 @dataclass
 class Event:
-    kind: str  # turn | exit | enter | pass | stop_object | stop_room | stop_door | start
-    direction: str = ""  # left, right, slight left, slight right, around
+    kind: str  # turn | exit | enter | stairs | pass | stop_object | stop_room | stop_door | start
+    direction: str = ""  # turns: left, right, slight left, slight right, around; stairs: up, down
     room: str = ""
     obj: SceneObject | None = None
     other_room: str = ""
@@ -81,6 +81,18 @@ def path_events(house: House, vps: dict[str, Viewpoint], path: list[str], headin
         prev_heading = h
         here, nxt = vps[path[i]], vps[path[i + 1]]
         last = i + 1 == len(path) - 1
+        if abs(nxt.z - here.z) > 0.5:  # on the stairs: one event per climb, the room changes at the end
+            way = "up" if nxt.z > here.z else "down"
+            if here.stair != 1:
+                _add_pass(events, house, cur_room, seg_points + [pts[i + 1]], passed, long)
+                events.append(Event("stairs", direction=way))
+            if nxt.stair != 1 and nxt.room != cur_room:
+                cur_room = nxt.room
+                events.append(Event("enter", room=rooms[cur_room].type))
+                seg_points = [pts[i + 1]]
+            else:
+                seg_points.append(pts[i + 1])
+            continue
         if nxt.door >= 0:
             if here.door >= 0 and i > 0:  # doorway to doorway across a room: say the room
                 events.append(Event("enter", room=rooms[cur_room].type))
@@ -181,6 +193,8 @@ def _pick(rng: np.random.Generator, options: list[str]) -> str:
 
 
 EN_CROSS = ["go through the {room}", "cross the {room}", "walk through the {room}"]
+EN_STAIRS = {"up": ["go up the stairs", "walk up the stairs", "climb the stairs", "head upstairs"],
+             "down": ["go down the stairs", "walk down the stairs", "head downstairs"]}
 
 
 def _compact(events: list[Event], style: int) -> list[Event]:
@@ -217,6 +231,8 @@ def realise_en(events: list[Event], rng: np.random.Generator, style: int) -> str
             clauses.append(_pick(rng, EN_TURN[ev.direction]))
         elif ev.kind == "cross":
             clauses.append(_pick(rng, EN_CROSS).format(room=ev.room))
+        elif ev.kind == "stairs":
+            clauses.append(_pick(rng, EN_STAIRS[ev.direction]))
         elif ev.kind == "exit":
             if nxt is not None and nxt.kind == "enter" and (style == 2 or rng.random() < 0.5):
                 if style == 2:
@@ -264,7 +280,8 @@ def realise_en(events: list[Event], rng: np.random.Generator, style: int) -> str
 HI_ROOM = {
     "living room": "बैठक", "kitchen": "रसोई", "bedroom": "शयनकक्ष", "bathroom": "स्नानघर",
     "hallway": "गलियारे", "office": "दफ़्तर", "dining room": "भोजन कक्ष",
-    "laundry room": "कपड़े धोने के कमरे", "gym": "व्यायामशाला",
+    "laundry room": "कपड़े धोने के कमरे", "gym": "व्यायामशाला", "nursery": "शिशु कक्ष",
+    "library": "पुस्तकालय", "game room": "खेल कक्ष", "landing": "ऊपर के गलियारे",
 }
 HI_OBJ = {
     "sofa": "सोफ़े", "armchair": "आरामकुर्सी", "tv": "टीवी", "coffee table": "कॉफ़ी टेबल",
@@ -275,6 +292,8 @@ HI_OBJ = {
     "dining table": "खाने की मेज़", "cabinet": "कैबिनेट", "washing machine": "वॉशिंग मशीन",
     "dryer": "ड्रायर", "shelf": "शेल्फ़", "basket": "टोकरी", "bench": "बेंच", "coat rack": "कोट स्टैंड",
     "treadmill": "ट्रेडमिल", "exercise ball": "व्यायाम गेंद", "painting": "चित्र",
+    "crib": "पालने", "toy box": "खिलौनों के बक्से", "rocking chair": "झूलने वाली कुर्सी", "globe": "ग्लोब",
+    "pool table": "पूल टेबल", "arcade machine": "आर्केड मशीन", "beanbag": "बीनबैग",
 }
 HI_COLOUR = {  # oblique adjective forms, used as "<colour> रंग के <object>"
     "red": "लाल", "orange": "नारंगी", "yellow": "पीले", "green": "हरे", "blue": "नीले",
@@ -287,7 +306,8 @@ HI_TURN = {"left": "बाएँ मुड़िए", "right": "दाएँ म
 TE_ROOM = {
     "living room": "హాలు", "kitchen": "వంటగది", "bedroom": "పడకగది", "bathroom": "స్నానాల గది",
     "hallway": "నడవా", "office": "ఆఫీసు గది", "dining room": "భోజనాల గది",
-    "laundry room": "బట్టలు ఉతికే గది", "gym": "వ్యాయామ గది",
+    "laundry room": "బట్టలు ఉతికే గది", "gym": "వ్యాయామ గది", "nursery": "పిల్లల గది",
+    "library": "గ్రంథాలయం", "game room": "ఆటల గది", "landing": "మేడ మీది నడవా",
 }
 TE_OBJ = {
     "sofa": "సోఫా", "armchair": "చేతుల కుర్చీ", "tv": "టీవీ", "coffee table": "కాఫీ బల్ల",
@@ -298,6 +318,8 @@ TE_OBJ = {
     "dining table": "భోజనాల బల్ల", "cabinet": "అలమర", "washing machine": "వాషింగ్ మెషిన్",
     "dryer": "డ్రైయర్", "shelf": "అర", "basket": "బుట్ట", "bench": "బెంచి", "coat rack": "కోటు స్టాండ్",
     "treadmill": "ట్రెడ్‌మిల్", "exercise ball": "వ్యాయామ బంతి", "painting": "చిత్రపటం",
+    "crib": "ఉయ్యాల", "toy box": "బొమ్మల పెట్టె", "rocking chair": "ఊగే కుర్చీ", "globe": "గ్లోబు",
+    "pool table": "పూల్ బల్ల", "arcade machine": "ఆర్కేడ్ మెషిన్", "beanbag": "బీన్‌బ్యాగ్",
 }
 TE_COLOUR = {
     "red": "ఎరుపు", "orange": "నారింజ", "yellow": "పసుపు", "green": "ఆకుపచ్చ", "blue": "నీలం",
@@ -347,6 +369,9 @@ def realise_long(events: list[Event], lang: str, rng: np.random.Generator) -> st
             elif ev.kind == "exit":
                 verb = _pick(rng, EN_EXIT).format(room=ev.room).capitalize()
                 s = _pick(rng, EN_LONG_EXIT).format(verb=verb, other=ev.other_room)
+            elif ev.kind == "stairs":
+                s = _pick(rng, EN_STAIRS[ev.direction]).capitalize() + (
+                    " to the upper floor." if ev.direction == "up" else " to the ground floor.")
             elif ev.kind == "enter":
                 s = f"Now {_pick(rng, EN_ENTER).format(room=ev.room)}."
             elif ev.kind == "pass":
@@ -368,6 +393,8 @@ def realise_long(events: list[Event], lang: str, rng: np.random.Generator) -> st
                 s = HI_TURN[ev.direction] + "।"
             elif ev.kind == "exit":
                 s = f"{HI_ROOM[ev.room]} से बाहर निकलिए और दरवाज़े से {HI_ROOM[ev.other_room]} में जाइए।"
+            elif ev.kind == "stairs":
+                s = "सीढ़ियाँ चढ़कर ऊपर जाइए।" if ev.direction == "up" else "सीढ़ियों से नीचे उतरिए।"
             elif ev.kind == "enter":
                 s = f"अब {HI_ROOM[ev.room]} में जाइए।"
             elif ev.kind == "pass":
@@ -389,6 +416,8 @@ def realise_long(events: list[Event], lang: str, rng: np.random.Generator) -> st
                 s = TE_TURN[ev.direction] + "."
             elif ev.kind == "exit":
                 s = f"{TE_ROOM[ev.room]} నుండి బయటకు వచ్చి తలుపు గుండా {TE_ROOM[ev.other_room]} లోకి వెళ్ళండి."
+            elif ev.kind == "stairs":
+                s = "మెట్లు ఎక్కి పైకి వెళ్ళండి." if ev.direction == "up" else "మెట్లు దిగి కిందకు వెళ్ళండి."
             elif ev.kind == "enter":
                 s = f"ఇప్పుడు {TE_ROOM[ev.room]} లోకి వెళ్ళండి."
             elif ev.kind == "pass":

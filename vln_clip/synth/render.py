@@ -24,11 +24,14 @@ import numpy as np
 from vln_clip.errors import MissingResourceError
 
 from .skybox import FACE_AXES, face_directions
-from .world import CEILING_HEIGHT, DOOR_HEIGHT, DOOR_WIDTH, WALL_HALF, House
+from .world import CEILING_HEIGHT, DOOR_HEIGHT, DOOR_WIDTH, FLOOR_HEIGHT, STAIR_STEPS, WALL_HALF, House
 
 LIGHT = np.array([0.35, 0.55, 0.75]) / np.linalg.norm([0.35, 0.55, 0.75])
 BACKGROUND = (135, 170, 210)  # never visible inside a closed house; a sky tint if it is
 FRAME_RGB = (95, 65, 40)
+STAIR_RGB = (150, 105, 70)
+STAIR_RGB_ALT = (130, 90, 60)
+SLAB_RGB = (200, 200, 195)
 ATTENUATION = 0.25  # fraction of brightness lost at 10 m
 
 
@@ -84,14 +87,30 @@ class _Builder:
                      np.array([x[8] for x in r]))
 
 
+def _minus(x0: float, y0: float, x1: float, y1: float,
+           hole: tuple[float, float, float, float] | None) -> list[tuple[float, float, float, float]]:
+    """The rectangle [x0, x1] x [y0, y1] without ``hole`` (as up to four rectangles)."""
+    if hole is None or hole[0] >= x1 or hole[2] <= x0 or hole[1] >= y1 or hole[3] <= y0:
+        return [(x0, y0, x1, y1)]
+    hx0, hy0, hx1, hy1 = max(hole[0], x0), max(hole[1], y0), min(hole[2], x1), min(hole[3], y1)
+    out = [(x0, y0, x1, hy0), (x0, hy1, x1, y1), (x0, hy0, hx0, hy1), (hx1, hy0, x1, hy1)]
+    return [r for r in out if r[2] - r[0] > 1e-6 and r[3] - r[1] > 1e-6]
+
+
 def build_scene(house: House) -> Rects:
-    """The house as lit rectangles: rooms, door openings, frames and furniture."""
+    """The house as lit rectangles: rooms, door openings, frames, stairs and furniture."""
     bld = _Builder()
     W = WALL_HALF
+    st = house.stairs
     for room in house.rooms:
         x0, y0, x1, y1 = room.x0 + W, room.y0 + W, room.x1 - W, room.y1 - W
-        bld.rect(2, 0.0, (x0, x1), (y0, y1), room.floor_rgb, 1.0)
-        bld.rect(2, CEILING_HEIGHT, (x0, x1), (y0, y1), room.ceiling_rgb, -1.0)
+        z0, zc = room.z0, room.z0 + CEILING_HEIGHT
+        floor_hole = st.footprint if st is not None and room.index == st.room1 else None
+        ceil_hole = st.footprint if st is not None and room.index == st.room0 else None
+        for a0, b0, a1, b1 in _minus(x0, y0, x1, y1, floor_hole):
+            bld.rect(2, z0, (a0, a1), (b0, b1), room.floor_rgb, 1.0)
+        for a0, b0, a1, b1 in _minus(x0, y0, x1, y1, ceil_hole):
+            bld.rect(2, zc, (a0, a1), (b0, b1), room.ceiling_rgb, -1.0)
         base = tuple(int(c * 0.6) for c in room.wall_rgb)
         # Four inner wall faces: (axis, coord, span axis range, normal sign, door filter)
         sides = [
@@ -110,45 +129,62 @@ def build_scene(house: House) -> Rects:
                 start = g + DOOR_WIDTH / 2
             pieces.append((start, s1))
             # rect() takes bounds in increasing order of the two remaining axes.
+            c = coord + sign * 0.006
             for a, b in pieces:
-                if axis == 1:  # plane y = coord, spans x then z
-                    bld.rect(1, coord, (a, b), (0.12, CEILING_HEIGHT), room.wall_rgb, sign)
-                    bld.rect(1, coord + sign * 0.004, (a, b), (0.0, 0.12), base, sign)
-                else:
-                    bld.rect(0, coord, (a, b), (0.12, CEILING_HEIGHT), room.wall_rgb, sign)
-                    bld.rect(0, coord + sign * 0.004, (a, b), (0.0, 0.12), base, sign)
+                bld.rect(axis, coord, (a, b), (z0 + 0.12, zc), room.wall_rgb, sign)
+                bld.rect(axis, coord + sign * 0.004, (a, b), (z0, z0 + 0.12), base, sign)
             for g in gaps:
                 lo, hi = g - DOOR_WIDTH / 2, g + DOOR_WIDTH / 2
-                if axis == 1:
-                    bld.rect(1, coord, (lo, hi), (DOOR_HEIGHT, CEILING_HEIGHT), room.wall_rgb, sign)
-                    # frame strips just in front of the wall face
-                    c = coord + sign * 0.006
-                    bld.rect(1, c, (lo - 0.08, lo), (0.0, DOOR_HEIGHT + 0.08), FRAME_RGB, sign)
-                    bld.rect(1, c, (hi, hi + 0.08), (0.0, DOOR_HEIGHT + 0.08), FRAME_RGB, sign)
-                    bld.rect(1, c, (lo, hi), (DOOR_HEIGHT, DOOR_HEIGHT + 0.08), FRAME_RGB, sign)
-                else:
-                    bld.rect(0, coord, (lo, hi), (DOOR_HEIGHT, CEILING_HEIGHT), room.wall_rgb, sign)
-                    c = coord + sign * 0.006
-                    bld.rect(0, c, (lo - 0.08, lo), (0.0, DOOR_HEIGHT + 0.08), FRAME_RGB, sign)
-                    bld.rect(0, c, (hi, hi + 0.08), (0.0, DOOR_HEIGHT + 0.08), FRAME_RGB, sign)
-                    bld.rect(0, c, (lo, hi), (DOOR_HEIGHT, DOOR_HEIGHT + 0.08), FRAME_RGB, sign)
+                bld.rect(axis, coord, (lo, hi), (z0 + DOOR_HEIGHT, zc), room.wall_rgb, sign)
+                # frame strips just in front of the wall face
+                bld.rect(axis, c, (lo - 0.08, lo), (z0, z0 + DOOR_HEIGHT + 0.08), FRAME_RGB, sign)
+                bld.rect(axis, c, (hi, hi + 0.08), (z0, z0 + DOOR_HEIGHT + 0.08), FRAME_RGB, sign)
+                bld.rect(axis, c, (lo, hi), (z0 + DOOR_HEIGHT, z0 + DOOR_HEIGHT + 0.08), FRAME_RGB, sign)
     for d in house.doors:  # the opening through the wall thickness: jambs, lintel, threshold
         lo, hi = -DOOR_WIDTH / 2, DOOR_WIDTH / 2
         floor = house.rooms[d.a].floor_rgb
+        z0 = house.rooms[d.a].z0
         if d.axis == "x":
-            bld.rect(0, d.x + lo, (d.y - W, d.y + W), (0.0, DOOR_HEIGHT), FRAME_RGB, 1.0)
-            bld.rect(0, d.x + hi, (d.y - W, d.y + W), (0.0, DOOR_HEIGHT), FRAME_RGB, -1.0)
-            bld.rect(2, DOOR_HEIGHT, (d.x + lo, d.x + hi), (d.y - W, d.y + W), FRAME_RGB, -1.0)
-            bld.rect(2, 0.0, (d.x + lo, d.x + hi), (d.y - W, d.y + W), floor, 1.0)
+            bld.rect(0, d.x + lo, (d.y - W, d.y + W), (z0, z0 + DOOR_HEIGHT), FRAME_RGB, 1.0)
+            bld.rect(0, d.x + hi, (d.y - W, d.y + W), (z0, z0 + DOOR_HEIGHT), FRAME_RGB, -1.0)
+            bld.rect(2, z0 + DOOR_HEIGHT, (d.x + lo, d.x + hi), (d.y - W, d.y + W), FRAME_RGB, -1.0)
+            bld.rect(2, z0, (d.x + lo, d.x + hi), (d.y - W, d.y + W), floor, 1.0)
         else:
-            bld.rect(1, d.y + lo, (d.x - W, d.x + W), (0.0, DOOR_HEIGHT), FRAME_RGB, 1.0)
-            bld.rect(1, d.y + hi, (d.x - W, d.x + W), (0.0, DOOR_HEIGHT), FRAME_RGB, -1.0)
-            bld.rect(2, DOOR_HEIGHT, (d.x - W, d.x + W), (d.y + lo, d.y + hi), FRAME_RGB, -1.0)
-            bld.rect(2, 0.0, (d.x - W, d.x + W), (d.y + lo, d.y + hi), floor, 1.0)
+            bld.rect(1, d.y + lo, (d.x - W, d.x + W), (z0, z0 + DOOR_HEIGHT), FRAME_RGB, 1.0)
+            bld.rect(1, d.y + hi, (d.x - W, d.x + W), (z0, z0 + DOOR_HEIGHT), FRAME_RGB, -1.0)
+            bld.rect(2, z0 + DOOR_HEIGHT, (d.x - W, d.x + W), (d.y + lo, d.y + hi), FRAME_RGB, -1.0)
+            bld.rect(2, z0, (d.x - W, d.x + W), (d.y + lo, d.y + hi), floor, 1.0)
+    if st is not None:
+        _stairs(bld, house)
     for obj in house.objects:
         for part in obj.parts:
             bld.box(part.lo, part.hi, part.rgb, obj.index)
     return bld.build()
+
+
+def _stairs(bld: "_Builder", house: House) -> None:
+    """Steps as boxes, and the four faces of the slab around the opening above them."""
+    st = house.stairs
+    assert st is not None
+    x0, y0, x1, y1 = st.footprint
+    rgb = STAIR_RGB
+    run = (x1 - x0) if st.axis == "x" else (y1 - y0)
+    for k in range(STAIR_STEPS):
+        top = FLOOR_HEIGHT * (k + 1) / STAIR_STEPS
+        # step k spans [k, k+1]/STAIR_STEPS of the run from the bottom end
+        a = k / STAIR_STEPS * run
+        b = (k + 1) / STAIR_STEPS * run
+        if st.axis == "x":
+            lo, hi = (x0 + a, x0 + b) if st.direction == 1 else (x1 - b, x1 - a)
+            bld.box((lo, y0, 0.0), (hi, y1, top), rgb if k % 2 == 0 else STAIR_RGB_ALT, -1)
+        else:
+            lo, hi = (y0 + a, y0 + b) if st.direction == 1 else (y1 - b, y1 - a)
+            bld.box((x0, lo, 0.0), (x1, hi, top), rgb if k % 2 == 0 else STAIR_RGB_ALT, -1)
+    slab = (CEILING_HEIGHT, FLOOR_HEIGHT)
+    bld.rect(0, x0, (y0, y1), slab, SLAB_RGB, 1.0)
+    bld.rect(0, x1, (y0, y1), slab, SLAB_RGB, -1.0)
+    bld.rect(1, y0, (x0, x1), slab, SLAB_RGB, 1.0)
+    bld.rect(1, y1, (x0, x1), slab, SLAB_RGB, -1.0)
 
 
 def _other_axes(axis: int) -> tuple[int, int]:

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 CEILING_HEIGHT = 2.6
+FLOOR_HEIGHT = 3.0  # floor-to-floor: 2.6 m rooms + a 0.4 m slab
+STAIR_WIDTH = 1.0
+STAIR_STEPS = 12
 DOOR_WIDTH = 1.0
 DOOR_HEIGHT = 2.1
 WALL_HALF = 0.05  # walls are 0.1 m thick, centred on the grid lines
@@ -50,8 +53,15 @@ ROOM_STYLES: dict[str, dict[str, tuple[int, int, int]]] = {
     "dining room": {"wall": (200, 120, 100), "floor": (160, 120, 80), "ceiling": (245, 235, 230)},
     "laundry room": {"wall": (240, 225, 120), "floor": (200, 200, 200), "ceiling": (250, 250, 240)},
     "gym": {"wall": (110, 120, 140), "floor": (60, 140, 80), "ceiling": (230, 230, 235)},
+    "nursery": {"wall": (245, 190, 205), "floor": (215, 200, 160), "ceiling": (250, 245, 245)},
+    "library": {"wall": (95, 120, 90), "floor": (110, 70, 45), "ceiling": (235, 230, 215)},
+    "game room": {"wall": (70, 60, 120), "floor": (150, 40, 60), "ceiling": (225, 225, 235)},
+    "landing": {"wall": (200, 185, 165), "floor": (75, 60, 50), "ceiling": (240, 235, 230)},
 }
 ROOM_TYPES = tuple(ROOM_STYLES)
+# Types a one-floor house draws from (the classic nine); two-floor houses use all but the
+# landing for their rooms, and the landing is the room at the top of the stairs.
+BASIC_TYPES = ROOM_TYPES[:9]
 
 # Furniture catalogue: type -> (footprint along the wall, depth, height, allowed colours).
 # ``wall`` objects stand against a wall facing into the room; ``centre`` ones stand free.
@@ -88,6 +98,13 @@ FURNITURE: dict[str, dict] = {
     "exercise ball": {"size": (0.65, 0.65, 0.65), "colours": ("red", "blue", "yellow", "purple")},
     "painting": {"size": (1.0, 0.06, 0.7), "colours": ("red", "blue", "yellow", "green", "orange"),
                  "hang": 1.25},
+    "crib": {"size": (1.3, 0.75, 1.0), "colours": ("white", "pink", "blue", "yellow")},
+    "toy box": {"size": (0.8, 0.5, 0.5), "colours": ("red", "blue", "yellow", "green", "orange")},
+    "rocking chair": {"size": (0.7, 0.8, 1.0), "colours": ("brown", "white", "green")},
+    "globe": {"size": (0.5, 0.5, 1.1), "colours": ("blue", "teal")},
+    "pool table": {"size": (2.2, 1.2, 0.8), "colours": ("green", "blue", "red"), "centre": True},
+    "arcade machine": {"size": (0.7, 0.7, 1.8), "colours": ("black", "purple", "red", "blue")},
+    "beanbag": {"size": (0.9, 0.9, 0.6), "colours": ("orange", "purple", "red", "teal", "pink")},
 }
 
 # What each room type holds: (must-have types, optional types).
@@ -101,6 +118,10 @@ ROOM_CONTENTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "dining room": (("dining table",), ("cabinet", "plant", "painting", "lamp")),
     "laundry room": (("washing machine",), ("dryer", "shelf", "basket")),
     "gym": (("treadmill",), ("exercise ball", "bench", "shelf")),
+    "nursery": (("crib",), ("toy box", "rocking chair", "lamp", "basket")),
+    "library": (("bookshelf",), ("armchair", "globe", "lamp", "desk")),
+    "game room": (("pool table",), ("arcade machine", "beanbag", "painting")),
+    "landing": (("plant",), ("painting", "bench")),
 }
 
 
@@ -118,6 +139,8 @@ class Room:
     wall_rgb: tuple[int, int, int]
     floor_rgb: tuple[int, int, int]
     ceiling_rgb: tuple[int, int, int]
+    floor: int = 0  # storey: 0 ground, 1 upstairs
+    z0: float = 0.0  # height of its floor
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -142,6 +165,7 @@ class Door:
     y: float
     axis: str
     width: float = DOOR_WIDTH
+    floor: int = 0
 
 
 @dataclass
@@ -172,12 +196,44 @@ class SceneObject:
 
 
 @dataclass
+class Stairs:
+    """A straight staircase inside ``room0`` (ground floor) up to ``room1`` (directly above).
+
+    ``footprint`` is the stair's rectangle (also the opening in the upper floor); the climb
+    runs along ``axis`` from ``bottom`` (a standing spot on the ground floor in front of the
+    first step) over ``mid`` (half-way up, standing on the steps) to ``top`` (on the upper
+    floor just past the opening). ``direction`` is +1 when climbing increases the coordinate.
+    """
+
+    room0: int
+    room1: int
+    footprint: tuple[float, float, float, float]
+    axis: str
+    direction: int
+    bottom: tuple[float, float]
+    mid: tuple[float, float]
+    top: tuple[float, float]
+
+    def zone(self, pad: float = 0.6) -> tuple[float, float, float, float]:
+        """The footprint extended by ``pad`` at both ends of the run (kept free of doors and furniture)."""
+        x0, y0, x1, y1 = self.footprint
+        if self.axis == "x":
+            return (x0 - pad, y0, x1 + pad, y1)
+        return (x0, y0 - pad, x1, y1 + pad)
+
+
+@dataclass
 class House:
     rooms: list[Room]
     doors: list[Door]
     objects: list[SceneObject]
-    walls: list[tuple[float, float, float, float]]  # wall pieces (x0, y0, x1, y1) with door gaps removed
+    walls: list[list[tuple[float, float, float, float]]]  # per floor: wall pieces (x0, y0, x1, y1), door gaps removed
     extent: tuple[float, float, float, float]  # x0, y0, x1, y1
+    stairs: Stairs | None = None
+
+    @property
+    def floors(self) -> int:
+        return len(self.walls)
 
 
 def _jitter(rgb: tuple[int, int, int], rng: np.random.Generator, amount: int = 8) -> tuple[int, int, int]:
@@ -192,47 +248,38 @@ def _grid_shape(rng: np.random.Generator, min_rooms: int, max_rooms: int) -> tup
     return shapes[int(rng.integers(len(shapes)))]
 
 
-def make_house(rng: np.random.Generator, min_rooms: int = 5, max_rooms: int = 9) -> House:
-    """Draw one house: room grid, types, doors, walls with openings and furniture."""
-    rows, cols = _grid_shape(rng, min_rooms, max_rooms)
-    widths = [float(np.round(rng.uniform(3.6, 5.6), 1)) for _ in range(cols)]
-    depths = [float(np.round(rng.uniform(3.6, 5.6), 1)) for _ in range(rows)]
-    # A 3-row house gets a narrow hallway as its middle row, like a corridor plan.
-    hallway_row = 1 if rows == 3 and rng.random() < 0.7 else -1
-    if hallway_row >= 0:
-        depths[hallway_row] = float(np.round(rng.uniform(2.2, 2.8), 1))
-    xs = np.concatenate([[0.0], np.cumsum(widths)])
-    ys = np.concatenate([[0.0], np.cumsum(depths)])
-
-    n = rows * cols
-    types = [t for t in ROOM_TYPES if t != "hallway"]
-    order = list(rng.permutation(len(types)))
-    room_types: list[str] = []
-    for r in range(rows):
-        for c in range(cols):
-            if r == hallway_row and c == cols // 2:
-                room_types.append("hallway")
-            else:
-                room_types.append("")
-    pool = [types[k] for k in order]
-    if hallway_row < 0:
-        pool.insert(int(rng.integers(0, 3)), "hallway")
-    k = 0
+def _types_for(rng: np.random.Generator, n: int, fixed: dict[int, str], allowed: list[str]) -> list[str]:
+    """``n`` distinct room types: ``fixed`` cells keep theirs, the rest drawn from ``allowed``."""
+    pool = [t for t in allowed if t not in fixed.values()]
+    pool = [pool[int(k)] for k in rng.permutation(len(pool))]
+    out, k = [], 0
     for i in range(n):
-        if not room_types[i]:
-            room_types[i] = pool[k % len(pool)]
+        if i in fixed:
+            out.append(fixed[i])
+        else:
+            out.append(pool[k % len(pool)])
             k += 1
-    # Re-use never happens for n <= 9 types; keep the names unique regardless.
-    rooms: list[Room] = []
-    for r in range(rows):
-        for c in range(cols):
-            i = r * cols + c
-            style = ROOM_STYLES[room_types[i]]
-            rooms.append(Room(i, room_types[i], float(xs[c]), float(ys[r]), float(xs[c + 1]), float(ys[r + 1]),
-                              (r, c), _jitter(style["wall"], rng), _jitter(style["floor"], rng),
-                              _jitter(style["ceiling"], rng, 4)))
+    return out
 
-    # Doors: random spanning tree over grid neighbours (randomised Prim), then extra loops.
+
+def _rooms_for(rng: np.random.Generator, types: list[str], xs: np.ndarray, ys: np.ndarray, cols: int,
+               floor: int, offset: int) -> list[Room]:
+    rooms = []
+    for i, t in enumerate(types):
+        r, c = divmod(i, cols)
+        style = ROOM_STYLES[t]
+        rooms.append(Room(offset + i, t, float(xs[c]), float(ys[r]), float(xs[c + 1]), float(ys[r + 1]), (r, c),
+                          _jitter(style["wall"], rng), _jitter(style["floor"], rng), _jitter(style["ceiling"], rng, 4),
+                          floor, floor * FLOOR_HEIGHT))
+    return rooms
+
+
+def _doors_for(rng: np.random.Generator, rooms: list[Room], rows: int, cols: int, floor: int,
+               first_index: int) -> list[Door]:
+    """Random spanning tree over grid neighbours (randomised Prim), then a few extra loops."""
+    n = rows * cols
+    offset = rooms[0].index
+
     def neighbours(i: int) -> list[int]:
         r, c = divmod(i, cols)
         out = []
@@ -265,16 +312,107 @@ def make_house(rng: np.random.Generator, min_rooms: int = 5, max_rooms: int = 9)
             x = min(ra.x1, rb.x1)
             lo, hi = max(ra.y0, rb.y0), min(ra.y1, rb.y1)
             y = float(np.round(rng.uniform(lo + 1.0, hi - 1.0), 2))
-            doors.append(Door(len(doors), a, b, float(x), y, "y"))
+            doors.append(Door(first_index + len(doors), offset + a, offset + b, float(x), y, "y", floor=floor))
         else:  # one above the other: wall at constant y
             y = min(ra.y1, rb.y1)
             lo, hi = max(ra.x0, rb.x0), min(ra.x1, rb.x1)
             x = float(np.round(rng.uniform(lo + 1.0, hi - 1.0), 2))
-            doors.append(Door(len(doors), a, b, x, float(y), "x"))
+            doors.append(Door(first_index + len(doors), offset + a, offset + b, x, float(y), "x", floor=floor))
+    return doors
 
-    walls = _wall_pieces(xs, ys, doors)
-    objects = _furnish(rooms, doors, rng)
-    return House(rooms, doors, objects, walls, (0.0, 0.0, float(xs[-1]), float(ys[-1])))
+
+def _place_stairs(room0: Room, room1: Room, doors: list[Door]) -> Stairs | None:
+    """A straight staircase against a wall of ``room0`` that keeps clear of every door of
+    ``room0`` and ``room1``; ``None`` when the room is too small or its walls are taken."""
+    W = WALL_HALF
+    ix0, iy0, ix1, iy1 = room0.x0 + W, room0.y0 + W, room0.x1 - W, room0.y1 - W
+    ex, ey = ix1 - ix0, iy1 - iy0
+    axes = ("x", "y") if ex >= ey else ("y", "x")
+    for axis in axes:
+        extent = ex if axis == "x" else ey
+        run = min(3.0, extent - 1.7)
+        if run < 1.8:
+            continue
+        for side in (0, 1):  # against the low or the high wall across the run
+            for direction in (1, -1):
+                if axis == "x":
+                    y0 = iy0 if side == 0 else iy1 - STAIR_WIDTH
+                    start = ix0 + 0.85 if direction == 1 else ix1 - 0.85
+                    end = start + direction * run
+                    fx0, fx1 = min(start, end), max(start, end)
+                    fp = (round(fx0, 3), round(y0, 3), round(fx1, 3), round(y0 + STAIR_WIDTH, 3))
+                    yc = y0 + STAIR_WIDTH / 2
+                    bottom, top = (start - direction * 0.55, yc), (end + direction * 0.55, yc)
+                    mid = ((start + end) / 2, yc)
+                else:
+                    x0 = ix0 if side == 0 else ix1 - STAIR_WIDTH
+                    start = iy0 + 0.85 if direction == 1 else iy1 - 0.85
+                    end = start + direction * run
+                    fy0, fy1 = min(start, end), max(start, end)
+                    fp = (round(x0, 3), round(fy0, 3), round(x0 + STAIR_WIDTH, 3), round(fy1, 3))
+                    xc = x0 + STAIR_WIDTH / 2
+                    bottom, top = (xc, start - direction * 0.55), (xc, end + direction * 0.55)
+                    mid = (xc, (start + end) / 2)
+                stairs = Stairs(room0.index, room1.index, fp, axis, direction,
+                                tuple(round(v, 3) for v in bottom), tuple(round(v, 3) for v in mid),  # type: ignore[arg-type]
+                                tuple(round(v, 3) for v in top))  # type: ignore[arg-type]
+                zone = stairs.zone(0.9)
+                blocked = any(_overlaps(zone, k) for room in (room0, room1) for k in _door_keepouts(room, doors))
+                if not blocked:
+                    return stairs
+    return None
+
+
+def make_house(rng: np.random.Generator, min_rooms: int = 5, max_rooms: int = 9, floors: int = 1) -> House:
+    """Draw one house: room grid(s), types, doors, walls with openings, stairs and furniture.
+
+    ``floors=2`` stacks a second storey of the same footprint (4-6 rooms per floor) joined by
+    a staircase from the ground-floor hallway to the upstairs landing; when no wall of the
+    hallway can take the stairs the house stays single-storey.
+    """
+    if floors == 2:
+        rows, cols = _grid_shape(rng, 4, 6)
+    else:
+        rows, cols = _grid_shape(rng, min_rooms, max_rooms)
+    widths = [float(np.round(rng.uniform(3.6, 5.6), 1)) for _ in range(cols)]
+    depths = [float(np.round(rng.uniform(3.6, 5.6), 1)) for _ in range(rows)]
+    # A 3-row house gets a narrow hallway as its middle row, like a corridor plan.
+    hallway_row = 1 if rows == 3 and rng.random() < 0.7 else -1
+    if hallway_row >= 0:
+        depths[hallway_row] = float(np.round(rng.uniform(2.2, 2.8), 1))
+    xs = np.concatenate([[0.0], np.cumsum(widths)])
+    ys = np.concatenate([[0.0], np.cumsum(depths)])
+    n = rows * cols
+    if hallway_row >= 0:
+        hall = hallway_row * cols + cols // 2
+    else:
+        hall = int(rng.integers(n))
+    basic = list(BASIC_TYPES)
+    types0 = _types_for(rng, n, {hall: "hallway"}, [t for t in (basic if floors == 1 else ROOM_TYPES)
+                                                   if t not in ("hallway", "landing")])
+    rooms = _rooms_for(rng, types0, xs, ys, cols, 0, 0)
+    doors = _doors_for(rng, rooms, rows, cols, 0, 0)
+    walls = [_wall_pieces(xs, ys, doors)]
+    stairs = None
+    if floors == 2:
+        # Upstairs doors depend only on the grid, so lay them out first, then look for a
+        # ground-floor room whose walls can take the stairs; the room above it is the landing.
+        shell = _rooms_for(rng, ["landing"] * n, xs, ys, cols, 1, n)
+        doors1 = _doors_for(rng, shell, rows, cols, 1, len(doors))
+        for cell in [int(c) for c in rng.permutation(n)]:
+            stairs = _place_stairs(rooms[cell], shell[cell], doors + doors1)
+            if stairs is not None:
+                break
+        if stairs is not None:
+            used = set(types0)
+            allowed = [t for t in ROOM_TYPES if t not in used and t != "landing"]
+            types1 = _types_for(rng, n, {cell: "landing"}, allowed if len(allowed) >= n - 1 else
+                                [t for t in ROOM_TYPES if t != "landing"])
+            rooms += _rooms_for(rng, types1, xs, ys, cols, 1, n)
+            doors += doors1
+            walls.append(_wall_pieces(xs, ys, doors1))
+    objects = _furnish(rooms, doors, rng, stairs)
+    return House(rooms, doors, objects, walls, (0.0, 0.0, float(xs[-1]), float(ys[-1])), stairs)
 
 
 def _wall_pieces(xs: np.ndarray, ys: np.ndarray, doors: list[Door]) -> list[tuple[float, float, float, float]]:
@@ -316,13 +454,16 @@ def _overlaps(a: tuple[float, float, float, float], b: tuple[float, float, float
     return not (a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1])
 
 
-def _furnish(rooms: list[Room], doors: list[Door], rng: np.random.Generator) -> list[SceneObject]:
+def _furnish(rooms: list[Room], doors: list[Door], rng: np.random.Generator,
+             stairs: Stairs | None = None) -> list[SceneObject]:
     objects: list[SceneObject] = []
     for room in rooms:
         must, optional = ROOM_CONTENTS[room.type]
         n_opt = int(rng.integers(1, min(3, len(optional)) + 1))
         chosen = list(must) + [optional[int(i)] for i in sorted(rng.permutation(len(optional))[:n_opt])]
         taken = _door_keepouts(room, doors)
+        if stairs is not None and room.index in (stairs.room0, stairs.room1):
+            taken.append(stairs.zone(0.9))  # the steps below, the opening above, room to step on and off
         placed_rects: list[tuple[float, float, float, float]] = []
         used_colours: set[str] = set()
         for kind in chosen:
@@ -336,7 +477,7 @@ def _furnish(rooms: list[Room], doors: list[Door], rng: np.random.Generator) -> 
             used_colours.add(colour)
             x0, y0, x1, y1 = rect
             w, d, h = spec["size"]
-            z0 = float(spec.get("hang", 0.0))
+            z0 = room.z0 + float(spec.get("hang", 0.0))
             centre = ((x0 + x1) / 2, (y0 + y1) / 2, z0 + h / 2)
             size = (x1 - x0, y1 - y0, h)
             obj = SceneObject(len(objects), kind, colour, PALETTE[colour], room.index,

@@ -1,6 +1,8 @@
 """Training iterations per second: batched environment + model vs single environments one by one.
 
-Both sides run the *same* follower, the same losses and the same rollout code
+Two numbers per side: full training iterations (teacher-forced + sampled rollout, backward,
+RMSprop step) and teacher-forced rollouts without gradients (the environment's share is largest
+there). Both sides run the *same* follower, the same losses and the same rollout code
 (:func:`vln_clip.agents.trainer.il_rollout` + :func:`~vln_clip.agents.trainer.rl_rollout`, one
 RMSprop step); only the environment differs:
 
@@ -90,9 +92,17 @@ def make_world(root: Path, dim: int) -> Path:
 
     generate_world(root, houses=6, seed=0, render=False)
     store = root / "features" / f"random{dim}.h5"
+    graphs = GraphStore(root / "connectivity")
+    wanted = {f"{s}_{vp}" for s in graphs.scans for vp in graphs[s].viewpoints}
+    if store.exists():
+        from vln_clip.features.store import FeatureStore
+
+        with FeatureStore(store) as fs:
+            stale = not wanted <= set(fs.keys())
+        if stale:  # the world was regenerated (new viewpoint ids)
+            store.unlink()
     if not store.exists():
         rng = np.random.default_rng(0)
-        graphs = GraphStore(root / "connectivity")
         with FeatureWriter(store, dim, {"encoder": f"random{dim}", "weights": "random"}) as w:
             for scan in graphs.scans:
                 for vp in graphs[scan].viewpoints:
@@ -107,6 +117,30 @@ def time_iterations(run: Run, iters: int, device: torch.device) -> float:
     t0 = time.perf_counter()
     for _ in range(iters):
         run.follower_iteration()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return iters / (time.perf_counter() - t0)
+
+
+def time_rollouts(run: Run, iters: int, device: torch.device) -> float:
+    """Teacher-forced rollouts without gradients: the environment's share made visible."""
+    from vln_clip.agents.trainer import il_rollout
+
+    m = run.follower
+    m.eval()
+    env = run.env("train")
+
+    def once() -> None:
+        idx = run.next_batch(len(run.episodes["train"]))
+        with torch.no_grad():
+            il_rollout(m, env, idx, run.batch_tokens("train", idx), run.cfg.max_actions)
+
+    once()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        once()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return iters / (time.perf_counter() - t0)
@@ -144,15 +178,17 @@ def main(argv: list[str] | None = None) -> int:
             run.envs["train"] = NaiveEnv(run.graphs, run.episodes["train"], run.features, run.vocab, args.batch,
                                          device, cfg.max_actions, cfg.max_instr_len)  # type: ignore[assignment]
         results[f"{name}_it_per_s"] = round(time_iterations(run, args.iters, device), 4)
+        results[f"{name}_rollouts_per_s"] = round(time_rollouts(run, args.iters, device), 4)
     results["ratio"] = round(results["batched_it_per_s"] / results["naive_it_per_s"], 2)
+    results["rollout_ratio"] = round(results["batched_rollouts_per_s"] / results["naive_rollouts_per_s"], 2)
     if args.json:
         print(json.dumps(results))
     else:
-        print(f"{'env':<10}{'it/s':>10}   (batch {args.batch}, features {args.dim}, hidden {args.hidden}, "
+        print(f"{'env':<10}{'it/s':>10}{'IL rollouts/s (no grad)':>26}   (batch {args.batch}, features {args.dim}, hidden {args.hidden}, "
               f"{args.device}, {results['threads']} threads)")
-        print(f"{'batched':<10}{results['batched_it_per_s']:>10.3f}")
-        print(f"{'naive':<10}{results['naive_it_per_s']:>10.3f}")
-        print(f"ratio     {results['ratio']:>10.2f}x")
+        for name in ("batched", "naive"):
+            print(f"{name:<10}{results[name + '_it_per_s']:>10.3f}{results[name + '_rollouts_per_s']:>26.3f}")
+        print(f"{'ratio':<10}{results['ratio']:>9.2f}x{results['rollout_ratio']:>25.2f}x")
     return 0
 
 

@@ -24,7 +24,8 @@ from vln_clip.synth.render import NumpyRenderer, RayCaster, build_scene, egl_ava
 from vln_clip.synth.skybox import FACE_AXES, face_directions, render_view
 
 # Small houses (4 rooms) and few paths keep every world here to a second or two.
-TINY = dict(houses=3, paths_per_house=10, val_seen_per_house=3, rxr_paths_per_house=3, min_rooms=4, max_rooms=6)
+TINY = dict(houses=3, paths_per_house=10, val_seen_per_house=3, rxr_paths_per_house=3, min_rooms=4, max_rooms=6,
+            two_floor_fraction=0.0)  # two-floor houses have their own (unrendered) fixture below
 
 
 @pytest.fixture(scope="module")
@@ -379,15 +380,29 @@ def test_gl_and_numpy_renderers_agree():
     assert "moderngl" not in sys.modules
 
 
-def test_scene_geometry_is_closed():
-    """Rays in every direction from every viewpoint hit a surface (no holes to the outside)."""
-    cfg = SynthConfig(seed=0, **TINY)
-    hd = _build_house(cfg, 2, Path("/tmp") / "vln_clip_synth_unused")
+@pytest.mark.parametrize("floors", [0.0, 1.0])
+def test_scene_geometry_is_closed(floors):
+    """Rays in every direction from every viewpoint (stairs included) hit a surface."""
+    cfg = SynthConfig(seed=0, **dict(TINY, two_floor_fraction=floors))
+    hd = _build_house(cfg, 2 if floors == 0 else 0, Path("/tmp") / "vln_clip_synth_unused")
+    assert (hd.house.stairs is not None) == (floors == 1.0)
     caster = RayCaster(build_scene(hd.house))
     dirs = face_directions(6).reshape(-1, 3)
     for v in hd.vps:
         _, idx = caster.cast(np.array([v.x, v.y, v.z]), dirs)
         assert (idx >= 0).all()
+    if hd.house.stairs is not None:
+        # from the foot of the stairs, looking along the climb and up 30 degrees, one sees steps
+        foot = next(v for v in hd.vps if v.stair == 0)
+        st = hd.house.stairs
+        d = np.array([st.direction, 0.0, 0.0]) if st.axis == "x" else np.array([0.0, st.direction, 0.0])
+        d[2] = math.tan(math.radians(20))
+        eye = np.array([foot.x, foot.y, foot.z])
+        t, idx = caster.cast(eye, d[None])
+        hit = eye + t[0] * d
+        x0, y0, x1, y1 = st.footprint
+        assert idx[0] >= 0 and x0 - 1e-6 <= hit[0] <= x1 + 1e-6 and y0 - 1e-6 <= hit[1] <= y1 + 1e-6
+        assert 0.0 < hit[2] <= 3.0  # a step, below the upper floor
 
 
 # ---------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="RxR paths per house (default 12; one instruction per language each)")
     p.add_argument("--min-distance", type=float, default=5.0, dest="min_distance",
                    help="minimum start-goal distance in metres (default 5, lowered for small houses)")
+    p.add_argument("--two-floor-fraction", type=float, default=0.34, dest="two_floor_fraction",
+                   help="share of houses with an upper floor reached by stairs (default 0.34; 0 = none)")
     p.add_argument("--jpeg-quality", type=int, default=90, dest="jpeg_quality", help="JPEG quality (default 90)")
     p.add_argument("--skybox-small", action="store_true", dest="skybox_small",
                    help="also write MatterSim's <pano>_skybox_small.jpg strips (faces 0-5 side by side)")
@@ -59,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
                            render=args.render, renderer=args.renderer, force=args.force, progress=not args.json,
                            paths_per_house=args.paths_per_house, val_seen_per_house=args.val_seen_per_house,
                            rxr_paths_per_house=args.rxr_paths_per_house, min_distance=args.min_distance,
+                           two_floor_fraction=args.two_floor_fraction,
                            jpeg_quality=args.jpeg_quality, skybox_small=args.skybox_small)
     elapsed = time.perf_counter() - t0
     summary = read_json(paths.world_json, "synthetic world summary")

@@ -441,6 +441,8 @@ def generate_world(out_dir: str | os.PathLike[str], houses: int = 6, seed: int =
         raise DataError(f"--houses {cfg.houses}: need at least 3 houses (train, val_unseen and test get one each)")
     if cfg.face_size < 8:
         raise DataError(f"--face-size {cfg.face_size}: faces must be at least 8 pixels")
+    if not 0.0 <= cfg.two_floor_fraction <= 1.0:
+        raise DataError(f"--two-floor-fraction {cfg.two_floor_fraction}: must be between 0 and 1")
     if not 2 <= cfg.min_edges <= cfg.max_edges:
         raise DataError(f"path edges {cfg.min_edges}..{cfg.max_edges}: need 2 <= min <= max")
     root = Path(out_dir)

@@ -299,11 +299,13 @@ class NumpyRenderer:
         self.ss = supersample
         self._dirs = face_directions(size * supersample)
         self._rects: Rects | None = None
+        self._caster: RayCaster | None = None
         self._others: np.ndarray | None = None
         self._corners: np.ndarray | None = None
 
     def set_scene(self, rects: Rects) -> None:
         self._rects = rects
+        self._caster = RayCaster(rects)
         m = len(rects)
         self._others = np.array([_other_axes(int(a)) for a in rects.axis], dtype=np.int64).reshape(-1, 2)
         corners = np.zeros((m, 4, 3))
@@ -319,6 +321,14 @@ class NumpyRenderer:
         r = self._rects
         e = np.asarray(eye, dtype=np.float64)
         px = self.size * self.ss
+        if px <= 48:
+            # Tiny faces: one vectorised ray cast per face beats looping over rectangles
+            # (same hits, same colours: see RayCaster).
+            out = []
+            for i in range(6):
+                img = self._caster.colours(e, self._dirs[i], forward=np.asarray(FACE_AXES[i][0], dtype=np.float64))
+                out.append(_to_uint8(_downsample(img, self.ss) if self.ss > 1 else img))
+            return out
         facing = np.flatnonzero((e[r.axis] - r.coord) * r.sign > 0)
         rel = self._corners[facing] - e  # [K, 4, 3]
         out = []
@@ -378,6 +388,7 @@ class NumpyRenderer:
 
     def close(self) -> None:
         self._rects = None
+        self._caster = None
 
 
 _VERTEX = """

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vln_clip.geometry import (ANGLE_FEATURE_SIZE, ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREMENT,
+from vln_clip.geometry import (ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREMENT,
                                NUM_VIEWS, angle_feature)
 from vln_clip.graph import NavGraph
 

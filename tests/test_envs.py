@@ -15,8 +15,8 @@ from env_worlds import DEG, fan_world, two_scan_world, write_features, write_rxr
 from helpers import line_world, write_connectivity, write_r2r
 from vln_clip.envs import NavEnv, Simulator, draw_topdown, run_shortest_agent, scan_panorama, teacher_table
 from vln_clip.envs import topdown
-from vln_clip.envs.panorama import ENVDROP_HFOV, compute_scan_panorama
-from vln_clip.episodes import Episode, read_r2r
+from vln_clip.envs.panorama import compute_scan_panorama
+from vln_clip.episodes import read_r2r
 from vln_clip.errors import DataError
 from vln_clip.geometry import angle_feature
 from vln_clip.graph import GraphStore

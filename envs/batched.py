@@ -453,7 +453,8 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         """Actions for one step: the teacher's, a sample from ``logits``, or their argmax.
 
         ``logits`` ``[B, K]`` are masked with ``candidate_mask`` first. Ended items get STOP-like
-        actions that the environment ignores.
+        actions that the environment ignores. A ``generator`` for sampling must live on the
+        logits' device (``torch.Generator(device="cuda")`` on a GPU).
         """
         if feedback == "teacher":
             return info["teacher"].clamp(min=0)

@@ -335,3 +335,29 @@ def test_feature_entry_with_wrong_width_is_reported(tmp_path: Path) -> None:
         env.reset(options={"instr_id": "1_0"})
     with pytest.raises(DataError, match="re-extract"):
         BatchedNavEnv(tmp_path / "connectivity", train, path, num_envs=2)
+
+
+def test_neighbour_straight_above_is_no_candidate_and_teacher_goes_around(tmp_path: Path) -> None:
+    from vln_clip.envs import panoramic_teacher
+
+    # B is 3 m straight above A: MatterSim's horizontal FOV test never shows it, so EnvDrop has
+    # no candidate for it; the teacher takes the detour through C (2.5 + 2.5 m) instead
+    ids = write_connectivity(tmp_path, "shaft", [(0, 0, 1.5), (0, 0, 4.5), (1.5, 0, 3.5)], [(0, 1), (0, 2), (1, 2)])
+    graph = GraphStore(tmp_path)["shaft"]
+    pano = scan_panorama(graph)
+    a, b, c = (graph.idx(v) for v in ids)
+    assert graph.next_step(ids[0], ids[1]) == ids[1]
+    assert pano.candidates(a).tolist() == [c]
+    assert panoramic_teacher(graph, ids[0], ids[1]) == 0  # slot of C
+    assert teacher_table(graph, pano)[a, b] == 0
+    assert panoramic_teacher(graph, ids[1], ids[1]) == pano.num_candidates[b]  # STOP at the goal
+    assert panoramic_teacher(graph, ids[0], None) == -1
+    split = write_r2r(tmp_path / "R2R_s.json", [{"path_id": 1, "scan": "shaft", "path": [ids[0], ids[2], ids[1]],
+                                                 "heading": 0.0, "instructions": ["climb"]}])
+    env = NavEnv(tmp_path, split)
+    obs, info = env.reset()
+    while True:
+        obs, r, term, trunc, info = env.step(info["teacher"])
+        if term or trunc:
+            break
+    assert info["success"] and [p[0] for p in info["trajectory"]] == [ids[0], ids[2], ids[1]]

@@ -361,3 +361,40 @@ def test_neighbour_straight_above_is_no_candidate_and_teacher_goes_around(tmp_pa
         if term or trunc:
             break
     assert info["success"] and [p[0] for p in info["trajectory"]] == [ids[0], ids[2], ids[1]]
+
+
+def test_candidate_moves_match_envdrop_equivalent_actions_in_the_simulator(shared_connectivity: Path,
+                                                                          shared_r2r_train: Path) -> None:
+    """EnvDrop's make_equiv_action (tilt, turn right to the view, move by navigable index) on the
+    Simulator lands where NavEnv puts the agent, with the same heading, elevation and view."""
+    eps = read_r2r(shared_r2r_train)[5::700][:20]
+    graphs = GraphStore(shared_connectivity)
+    env = NavEnv(graphs, eps)
+    sim = _sim(shared_connectivity)
+    rng = np.random.default_rng(0)
+    for ep in eps:
+        obs, info = env.reset(options={"instr_id": ep.instr_id})
+        sim.newEpisode([ep.scan], [ep.start], [ep.heading], [0.0])
+        for _ in range(5):
+            state = sim.getState()[0]
+            assert state.location.viewpointId == info["viewpoint"] and state.viewIndex == int(obs["view_index"])
+            n = int(obs["num_candidates"])
+            if n == 0:
+                break
+            k = int(rng.integers(0, n))
+            pano = env.task.panos[ep.scan]
+            ix = graphs[ep.scan].idx(info["viewpoint"])
+            point, nav = int(pano.view[ix, k]), int(pano.nav_index[ix, k])
+            src, trg = state.viewIndex // 12, point // 12
+            while src < trg:
+                sim.makeAction([0], [0], [1]); src += 1  # noqa: E702
+            while src > trg:
+                sim.makeAction([0], [0], [-1]); src -= 1  # noqa: E702
+            while sim.getState()[0].viewIndex != point:
+                sim.makeAction([0], [1], [0])
+            assert sim.getState()[0].navigableLocations[nav].viewpointId == info["candidate_viewpoints"][k]
+            sim.makeAction([nav], [0], [0])
+            obs, _, _, _, info = env.step(k)
+            s = sim.getState()[0]
+            assert (s.location.viewpointId, s.viewIndex) == (info["viewpoint"], int(obs["view_index"]))
+            assert (s.heading, s.elevation) == pytest.approx((info["heading"], info["elevation"]))

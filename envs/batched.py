@@ -140,6 +140,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         elevation = np.zeros((V, M), dtype=np.float64)
         dist = np.zeros(int(pair_sizes.sum()), dtype=np.float64)
         teach = np.zeros(int(pair_sizes.sum()), dtype=np.int64)
+        hop = np.zeros(int(pair_sizes.sum()), dtype=np.int64)
         for s, g in enumerate(graphs):
             pano = task.panos[g.scan]
             o, n, m = offsets[s], sizes[s], pano.neighbour.shape[1]
@@ -151,6 +152,8 @@ class BatchedNavEnv(gym.vector.VectorEnv):
             elevation[o:o + n, :m] = pano.elevation
             dist[pair_offsets[s]:pair_offsets[s] + n * n] = np.asarray(g.distances, dtype=np.float64).ravel()
             teach[pair_offsets[s]:pair_offsets[s] + n * n] = task.teachers[g.scan].ravel()
+            nh = np.asarray(g.next_hop, dtype=np.int64)
+            hop[pair_offsets[s]:pair_offsets[s] + n * n] = np.where(nh >= 0, nh + o, -1).ravel()
         local = np.arange(V) - np.repeat(offsets, sizes)
         t = lambda a: torch.as_tensor(a, device=dev)  # noqa: E731
         self.num_candidates_table = t(num)
@@ -178,6 +181,8 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self.pair_table = t(np.stack([dist, teach.astype(np.float64)], axis=1))
         self.distance_table = self.pair_table[:, 0]
         self.teacher_table = self.pair_table[:, 1]
+        #: global index of the next viewpoint on the shortest path (-1 unreachable), same layout
+        self.next_hop_table = t(hop)
         self.vp_local = t(local)
         self.view_angles = t(VIEW_ANGLES)
         # episodes
@@ -416,6 +421,14 @@ class BatchedNavEnv(gym.vector.VectorEnv):
             "viewpoint": self.cur,
             "success": self._d64 < SUCCESS_DISTANCE,
         }
+
+    def next_hop(self) -> torch.Tensor:
+        """[B] global index of the next viewpoint on the shortest path to each goal (-1: none).
+
+        The current viewpoint at the goal; -1 without a goal. Names via :meth:`viewpoint_names`.
+        """
+        hop = self.next_hop_table.index_select(0, self._pair)
+        return torch.where(self._has_goal, hop, self._c_minus1)
 
     # -- on-demand strings (these synchronise with the device) ---------------------------
     def current_episodes(self) -> list[Episode | None]:

@@ -180,3 +180,15 @@ def test_strict_actions_numpy_input_and_episode_indices(tmp_path: Path) -> None:
     assert set(reward.abs().tolist()) == {2.0}
     obs, reward, term, trunc, info = env.step([0, 0])  # ended items ignore their actions
     assert (reward == 0).all() and not term.any() and (info["teacher"] == -1).all()
+
+
+def test_next_hop_matches_graph(tmp_path: Path) -> None:
+    _, train, test = two_scan_world(tmp_path)
+    env = BatchedNavEnv(tmp_path / "connectivity", train, num_envs=5)
+    env.reset()
+    names = env.viewpoint_names(env.next_hop())
+    for ep, name in zip(env.current_episodes(), names):
+        assert name == env.task.graphs[ep.scan].next_step(ep.start, ep.path[-1])
+    tenv = BatchedNavEnv(tmp_path / "connectivity", test, num_envs=1)
+    tenv.reset()
+    assert tenv.next_hop().tolist() == [-1]

@@ -102,6 +102,23 @@ def runs(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def one_follower(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from vln_clip.agents.config import TrainConfig
+    from vln_clip.agents.trainer import train
+
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig.preset("synthetic", data_dir=args.world, out_dir=args.out, batch_size=args.batch,
+                             hidden_dim=args.hidden, eval_every=args.eval_every, save_every=args.eval_every,
+                             log_every=10, max_actions=args.max_actions, iters=args.iters, features=args.features,
+                             encoder=Path(args.features).stem)
+    res = train(cfg, progress=False)
+    out = {k: round(float(res.metrics["val_unseen"][k]), 4) for k in ("success", "spl", "ndtw")}
+    out["best_val_unseen_success"] = res.best_score
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -120,7 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--eval-every", type=int, default=50)
     r.add_argument("--per-scan", type=int, default=200)
     r.add_argument("--threads", type=int, default=1)
+    f = sub.add_parser("follower", help="train and evaluate one follower (e.g. on CLIP features)")
+    for a, kw in (("--world", dict(required=True)), ("--features", dict(required=True)), ("--out", dict(required=True)),
+                  ("--iters", dict(type=int, default=300)), ("--batch", dict(type=int, default=32)),
+                  ("--hidden", dict(type=int, default=256)), ("--max-actions", dict(type=int, default=35)),
+                  ("--eval-every", dict(type=int, default=50)), ("--threads", dict(type=int, default=1))):
+        f.add_argument(a, **kw)
     args = p.parse_args(argv)
+    if args.cmd == "follower":
+        print(json.dumps(one_follower(args)))
+        return 0
     if args.cmd == "oracle":
         world = Path(args.world)
         print(oracle_scene_features(world, world / "features" / "oracle_scene.h5"))

@@ -337,7 +337,7 @@ def load_equirect(root: str | os.PathLike[str], scan: str, pano: str) -> np.ndar
     if not path.exists():
         raise DataError(f"{path}: equirectangular panorama of {pano} (scan {scan}) not found; put "
                         f"<pano>.jpg or .png files in {path.parent} or use --source skybox")
-    arr = np.asarray(_open_rgb(path))
+    arr = np.array(_open_rgb(path))  # a writable copy (torch.from_numpy needs one)
     if arr.shape[1] != 2 * arr.shape[0]:
         raise DataError(f"{path}: an equirectangular panorama must be twice as wide as high, got "
                         f"{arr.shape[1]}x{arr.shape[0]}")

@@ -187,3 +187,23 @@ def test_views_cli_writes_36_pngs(tmp_path):
     assert img.shape == (24, 32, 3) and face_of(img[12, 16]) == 2
     direct = panorama_views("skybox", "scanX", "panoA", CANONICAL_ROTATION, ViewSpec(32, 24), tmp_path / "sky")
     assert np.array_equal(direct[15], img)
+
+
+def test_equirect_files_render_like_the_skybox(tmp_path):
+    from PIL import Image
+
+    rot = yaw(-20)
+    faces = skybox_from_function(smooth_colour, 64, rot)
+    write_skybox(tmp_path / "scanX" / "matterport_skybox_images", "panoA", faces, quality=100)
+    pano = np.clip(np.rint(smooth_colour(equirect_directions(128, 256, rot))), 0, 255).astype(np.uint8)
+    (tmp_path / "scanX" / "equirect_images").mkdir(parents=True)
+    Image.fromarray(pano).save(tmp_path / "scanX" / "equirect_images" / "panoA.png")
+    spec = ViewSpec(40, 30)
+    a = panorama_views("skybox", "scanX", "panoA", rot, spec, tmp_path).astype(float)
+    b = panorama_views("equirect", "scanX", "panoA", rot, spec, tmp_path).astype(float)
+    assert np.abs(a - b).mean() < 1.5
+    Image.fromarray(pano[:, :200]).save(tmp_path / "scanX" / "equirect_images" / "panoA.png")
+    with pytest.raises(DataError, match="twice as wide"):
+        panorama_views("equirect", "scanX", "panoA", rot, spec, tmp_path)
+    with pytest.raises(DataError, match="equirect_images"):
+        panorama_views("equirect", "scanX", "panoB", rot, spec, tmp_path)

@@ -225,8 +225,69 @@ def _any_running(ended: torch.Tensor) -> bool:
     return ended.device.type != "cpu" or not bool(ended.all())
 
 
+StepFns = Sequence[Callable[..., tuple[torch.Tensor, ...]]]
+
+
+def _decode(model: Follower, steps: StepFns | None, t: int, prev: torch.Tensor, obs: "Obs", h: torch.Tensor,
+            c: torch.Tensor, ctx: torch.Tensor, mask: torch.Tensor, env_mask: torch.Tensor | None,
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Decoder step ``t``: eager, or the CUDA-graphed callable captured for step ``t``."""
+    if steps is None:
+        logits, h, c, h_tilde, _, _ = model.step(prev, obs.pano, obs.cand, obs.cand_mask, h, c, ctx, mask, env_mask)
+        return logits, h, c, h_tilde
+    extra = () if env_mask is None else (env_mask,)
+    logits, h, c, h_tilde = steps[t](prev, obs.pano, obs.cand, obs.cand_mask, h, c, ctx, mask, *extra)
+    return logits, h, c, h_tilde
+
+
+class StepModule(torch.nn.Module):
+    """``Follower.step`` as a module with tensor-only outputs (what CUDA-graph capture needs)."""
+
+    def __init__(self, model: Follower, with_env_mask: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.with_env_mask = with_env_mask
+
+    def forward(self, prev: torch.Tensor, pano: torch.Tensor, cand: torch.Tensor, cand_mask: torch.Tensor,
+                h: torch.Tensor, c: torch.Tensor, ctx: torch.Tensor, ctx_mask: torch.Tensor,
+                env_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        logits, h, c, h_tilde, _, _ = self.model.step(prev, pano, cand, cand_mask, h, c, ctx, ctx_mask,
+                                                      env_mask if self.with_env_mask else None)
+        return logits, h, c, h_tilde
+
+
+def capture_steps(model: Follower, batch: int, candidates: int, instr_len: int, steps: int,
+                  with_env_mask: bool, device: torch.device) -> list[Callable[..., tuple[torch.Tensor, ...]]]:
+    """One CUDA-graphed decoder step (forward + backward) per rollout step.
+
+    Each graphed callable keeps static input/output buffers and may run once per backward,
+    so a rollout of ``steps`` steps needs ``steps`` of them (they share one memory pool).
+    Shapes are static: full-width instructions, full batches, all ``max_actions`` steps.
+    """
+    if device.type != "cuda":
+        raise DataError("cuda_graphs needs a CUDA device (--device cuda); the CPU path runs eagerly")
+    f, hdim = model.view_dim, model.hidden_dim
+
+    def sample() -> tuple[torch.Tensor, ...]:
+        args = [torch.zeros(batch, ANGLE_FEATURE_SIZE, device=device),
+                torch.randn(batch, 36, f, device=device), torch.randn(batch, candidates, f, device=device),
+                torch.ones(batch, candidates, dtype=torch.bool, device=device),
+                torch.randn(batch, hdim, device=device, requires_grad=True),
+                torch.randn(batch, hdim, device=device, requires_grad=True),
+                torch.randn(batch, instr_len, hdim, device=device, requires_grad=True),
+                torch.ones(batch, instr_len, dtype=torch.bool, device=device)]
+        if with_env_mask:
+            args.append(torch.ones(batch, model.feature_dim, device=device))
+        return tuple(args)
+
+    mods = tuple(StepModule(model, with_env_mask) for _ in range(steps))
+    graphed = torch.cuda.make_graphed_callables(mods, tuple(sample() for _ in range(steps)),
+                                                allow_unused_input=True)
+    return list(graphed)
+
+
 def il_rollout(model: Follower, env: RolloutEnv, idx: torch.Tensor, tokens: torch.Tensor,
-               max_actions: int, env_mask: torch.Tensor | None = None) -> torch.Tensor:
+               max_actions: int, env_mask: torch.Tensor | None = None, steps: StepFns | None = None) -> torch.Tensor:
     """Teacher-forced rollout -> EnvDrop's ML loss (sum over steps of the batch-mean CE)."""
     mask = tokens != 0
     ctx, h, c = model.encode(tokens, mask)
@@ -234,8 +295,8 @@ def il_rollout(model: Follower, env: RolloutEnv, idx: torch.Tensor, tokens: torc
     prev = tokens.new_zeros(tokens.shape[0], ANGLE_FEATURE_SIZE, dtype=torch.float32)
     ended = obs.done.clone()
     loss = ctx.new_zeros(())
-    for _ in range(max_actions):
-        logits, h, c, _, _, _ = model.step(prev, obs.pano, obs.cand, obs.cand_mask, h, c, ctx, mask, env_mask)
+    for t in range(max_actions):
+        logits, h, c, _ = _decode(model, steps, t, prev, obs, h, c, ctx, mask, env_mask)
         active = (~ended).float()
         ce = F.cross_entropy(logits, obs.teacher, reduction="none")
         loss = loss + (ce * active).sum() / active.sum().clamp(min=1.0)
@@ -249,8 +310,8 @@ def il_rollout(model: Follower, env: RolloutEnv, idx: torch.Tensor, tokens: torc
 
 
 def rl_rollout(model: Follower, env: RolloutEnv, idx: torch.Tensor, tokens: torch.Tensor,
-               max_actions: int, gamma: float, entropy_weight: float,
-               env_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+               max_actions: int, gamma: float, entropy_weight: float, env_mask: torch.Tensor | None = None,
+               steps: StepFns | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Sampled rollout -> A2C loss (policy, value, entropy), normalised by valid steps."""
     mask = tokens != 0
     ctx, h, c = model.encode(tokens, mask)
@@ -259,8 +320,8 @@ def rl_rollout(model: Follower, env: RolloutEnv, idx: torch.Tensor, tokens: torc
     prev = torch.zeros(b, ANGLE_FEATURE_SIZE, device=tokens.device)
     ended = obs.done.clone()
     logps, ents, values, rewards, masks = [], [], [], [], []
-    for _ in range(max_actions):
-        logits, h, c, h_tilde, _, _ = model.step(prev, obs.pano, obs.cand, obs.cand_mask, h, c, ctx, mask, env_mask)
+    for t in range(max_actions):
+        logits, h, c, h_tilde = _decode(model, steps, t, prev, obs, h, c, ctx, mask, env_mask)
         logp_all = F.log_softmax(logits, 1)
         probs = logp_all.exp()
         action = torch.multinomial(probs, 1).squeeze(1)
@@ -391,6 +452,9 @@ class Run:
         self.follower: Follower | None = None
         self.speaker: Speaker | None = None
         self.aug: list[Episode] = []
+        self._graphed: dict[str, list[Callable[..., tuple[torch.Tensor, ...]]]] = {}
+        if cfg.cuda_graphs and self.device.type != "cuda":
+            raise DataError("cuda_graphs needs a CUDA device (--device cuda); on CPU the rollouts run eagerly")
         self._build_models()
 
     # -- set-up ----------------------------------------------------------------------------
@@ -498,13 +562,14 @@ class Run:
         env = self.env("train")
         self.optimizer.zero_grad()
         idx = self.next_batch(len(self.episodes["train"]))
-        il = il_rollout(m, env, idx.to(self.device), self.batch_tokens("train", idx), c.max_actions)
+        il = il_rollout(m, env, idx.to(self.device), self.batch_tokens("train", idx), c.max_actions,
+                        steps=self.graphed("il", len(idx), env))
         loss = c.ml_weight * il
         logs = {"il_loss": il}
         if c.use_rl:
             idx2 = self.next_batch(len(self.episodes["train"]))
             rl, stats = rl_rollout(m, env, idx2.to(self.device), self.batch_tokens("train", idx2),
-                                   c.max_actions, c.gamma, c.entropy_weight)
+                                   c.max_actions, c.gamma, c.entropy_weight, steps=self.graphed("rl", len(idx2), env))
             loss = loss + rl
             logs.update(rl_loss=rl, **stats)
         if c.agent == "bt":
@@ -529,14 +594,27 @@ class Run:
         words = sp.generate(acts, panos, smask, self.vocab.bos, self.vocab.eos, c.max_decode_len, env_mask)
         width = c.max_instr_len if c.cuda_graphs else min(c.max_instr_len, max(len(w) for w in words) + 2)
         tokens = ids_to_tensor(words, self.vocab, width).to(self.device)
-        il = il_rollout(m, env, dev_idx, tokens, c.max_actions, env_mask)
+        il = il_rollout(m, env, dev_idx, tokens, c.max_actions, env_mask,
+                        steps=self.graphed("aug_il", len(idx), env, env_mask is not None))
         loss = c.bt_ml_weight * il
         logs: dict[str, torch.Tensor] = {"aug_il_loss": il}
         if c.use_rl:
-            rl, _ = rl_rollout(m, env, dev_idx, tokens, c.max_actions, c.gamma, c.entropy_weight, env_mask)
+            rl, _ = rl_rollout(m, env, dev_idx, tokens, c.max_actions, c.gamma, c.entropy_weight, env_mask,
+                               steps=self.graphed("aug_rl", len(idx), env, env_mask is not None))
             loss = loss + rl
             logs["aug_rl_loss"] = rl
         return loss, logs
+
+    def graphed(self, kind: str, batch: int, env: RolloutEnv,
+                with_env_mask: bool = False) -> list[Callable[..., tuple[torch.Tensor, ...]]] | None:
+        """The captured decoder steps of one rollout kind (``cuda_graphs`` only; built once)."""
+        if not self.cfg.cuda_graphs:
+            return None
+        if kind not in self._graphed:
+            assert self.follower is not None
+            self._graphed[kind] = capture_steps(self.follower, batch, int(env.env.K), self.cfg.max_instr_len,
+                                                self.cfg.max_actions, with_env_mask, self.device)
+        return self._graphed[kind]
 
     def aug_batch(self) -> torch.Tensor:
         if not hasattr(self, "_aug_order") or self._aug_cursor + self.cfg.batch_size > len(self._aug_order):

@@ -211,3 +211,32 @@ def test_cli_train_json_summary(world: Path, tmp_path: Path, capsys: pytest.Capt
     rc = main(["train", "--dataset", "synthetic", "--data-dir", str(world), "--encoder", "clip_res50",
                "--out", str(tmp_path / "y")])
     assert rc == 2 and "vln-clip features extract --encoder clip_res50" in capsys.readouterr().err
+
+
+def test_graph_step_module_matches_eager_step_and_needs_cuda(world: Path, tmp_path: Path):
+    from vln_clip.agents.trainer import StepModule
+
+    run = Run(_cfg(world, tmp_path))
+    m = run.follower.eval()
+    g = torch.Generator().manual_seed(0)
+    b, k, f = 3, 5, m.view_dim
+    args = (torch.zeros(b, 128), torch.randn(b, 36, f, generator=g), torch.randn(b, k, f, generator=g),
+            torch.ones(b, k, dtype=torch.bool), torch.randn(b, 32, generator=g), torch.randn(b, 32, generator=g),
+            torch.randn(b, 4, 32, generator=g), torch.ones(b, 4, dtype=torch.bool))
+    eager = m.step(*args)
+    mod = StepModule(m, with_env_mask=False)(*args)
+    assert all(torch.equal(x, y) for x, y in zip(mod, eager[:4]))
+    env_mask = torch.zeros(b, m.feature_dim)
+    masked = StepModule(m, with_env_mask=True)(*args, env_mask)
+    assert torch.equal(masked[0], m.step(*args, env_mask)[0]) and not torch.equal(masked[0], eager[0])
+    if not torch.cuda.is_available():
+        with pytest.raises(DataError, match="CUDA"):
+            Run(_cfg(world, tmp_path, cuda_graphs=True))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graph_training_runs_on_gpu(world: Path, tmp_path: Path):
+    run = Run(_cfg(world, tmp_path, device="cuda", cuda_graphs=True))
+    first = run.follower_iteration()
+    second = run.follower_iteration()
+    assert set(run._graphed) == {"il", "rl"} and first["loss"] == first["loss"] and second["loss"] == second["loss"]

@@ -48,6 +48,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--features", default=None, help="explicit feature store (.h5) instead of DATA/features/<encoder>.h5")
     p.add_argument("--no-vision", action="store_true", help="vision-free follower: angle features only")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="capture each training rollout's decoder steps as CUDA graphs (GPU only)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy 2-core box)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--aug-paths", default=None, help="bt: augmented paths from `vln-clip data aug-paths`")
     p.add_argument("--speaker-checkpoint", default=None, help="bt: the trained speaker (its best.pt)")
@@ -73,7 +76,11 @@ def _run(args: argparse.Namespace) -> int:
         log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
         eval_max_episodes=args.eval_max_episodes, features=args.features, no_vision=args.no_vision or None,
         device=args.device, seed=args.seed, aug_paths=args.aug_paths, speaker_checkpoint=args.speaker_checkpoint,
-        follower_checkpoint=args.follower_checkpoint)
+        follower_checkpoint=args.follower_checkpoint, cuda_graphs=args.cuda_graphs or None)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if cfg.features is None and not cfg.no_vision:
         _check_encoder_dim(cfg)
     result = train(cfg, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())

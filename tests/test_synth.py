@@ -21,7 +21,7 @@ from vln_clip.synth import generate_world, scan_id
 from vln_clip.synth.generate import SynthConfig, _build_house
 from vln_clip.synth.language import classify_turn, path_events
 from vln_clip.synth.render import NumpyRenderer, RayCaster, build_scene, egl_available, render_panoramas
-from vln_clip.synth.skybox import FACE_AXES, face_directions, render_view
+from vln_clip.synth.skybox import face_directions, render_view
 
 # Small houses (4 rooms) and few paths keep every world here to a second or two.
 TINY = dict(houses=3, paths_per_house=10, val_seen_per_house=3, rxr_paths_per_house=3, min_rooms=4, max_rooms=6,
@@ -579,3 +579,19 @@ def test_simulator_shortest_agent_climbs_the_stairs(two_floor_world):
     for traj, goal in zip(trajs, goals):
         assert traj[-1][0] == goal
         assert any(abs(e) > 0.4 for _, _, e in traj)  # it had to look up or down at the stairs
+
+
+def test_panoramic_teacher_on_two_floor_world(two_floor_world):
+    from vln_clip.envs.nav_env import NavEnv
+
+    w = two_floor_world
+    for split in ("train", "val_seen", "val_unseen"):
+        env = NavEnv(w.connectivity, w.r2r[split], max_steps=35)
+        for ep in env.episodes:
+            env.reset(options={"instr_id": ep.instr_id})
+            done = False
+            while not done:
+                _, _, term, trunc, _ = env.step(env.teacher_action())
+                done = term or trunc
+            assert env.viewpoint == ep.goal
+        env.close()

@@ -1,7 +1,8 @@
 """Viewpoints and navigation edges of a synthetic house, in Matterport's connectivity format.
 
 Viewpoints stand on a jittered grid inside every room (about 2 m apart, clear of walls and
-furniture) and in the middle of every doorway, camera 1.5 m above the floor. Two
+furniture) and in the middle of every doorway, camera 1.5 m above the floor; a staircase adds
+three (its foot, half-way up, its top), the only links between floors. Two
 viewpoints are joined when they are within ``max_edge`` metres and the straight segment
 between them crosses no wall piece (door openings are gaps) and no furniture footprint:
 the same "see each other unobstructed within a few metres" rule Matterport's graphs follow.

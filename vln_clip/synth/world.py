@@ -6,6 +6,8 @@ Doors are a random spanning tree over neighbouring rooms plus a few extra doors 
 shortest paths non-trivial). Every room has a distinct type (kitchen, bedroom, ...) whose
 wall and floor colours are fixed per type, so a learner with vision can tell rooms apart;
 furniture is typed, coloured from a named palette and placed against walls away from doors.
+A house may have an upper floor of the same footprint, reached by a straight staircase whose
+top opens onto the upstairs ``landing``.
 
 Everything is drawn from one ``numpy.random.Generator`` per house, so a seed reproduces
 a house exactly. Units are metres, z up, floor at z = 0.
@@ -13,7 +15,6 @@ a house exactly. Units are metres, z up, floor at z = 0.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -555,16 +556,3 @@ def _parts(kind: str, lo: tuple[float, float, float], hi: tuple[float, float, fl
         return [Box((x0 + 0.1, y0 + 0.1, z0), (x1 - 0.1, y1 - 0.1, z0 + 0.5), (90, 60, 40)),
                 Box((x0, y0, z0 + 0.5), (x1, y1, z1), rgb)]
     return [Box((x0, y0, z0), (x1, y1, z1), rgb)]
-
-
-def room_at(rooms: list[Room], x: float, y: float) -> int:
-    """Index of the room containing (x, y) (-1 outside the house)."""
-    for r in rooms:
-        if r.contains(x, y):
-            return r.index
-    return -1
-
-
-def heading_between(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """MatterSim heading (clockwise from +y) of the direction a -> b."""
-    return math.atan2(b[0] - a[0], b[1] - a[1])

@@ -376,21 +376,50 @@ def _extract_loop(cfg: ExtractConfig, pipeline: ViewPipeline, journal: FeatureJo
     bar = tqdm(total=len(todo) + skipped, initial=skipped, unit="pano", disable=not cfg.progress,
                desc=f"{pipeline.encoder.name} features", dynamic_ncols=True)
     start, n = time.perf_counter(), 0
+    pending: tuple[list[str], torch.Tensor, Any] | None = None
+
+    def finish(item: tuple[list[str], torch.Tensor, Any]) -> None:
+        nonlocal n
+        keys, host, event = item
+        if event is not None:
+            event.synchronize()
+        journal.append(keys, host.numpy())
+        n += len(keys)
+        bar.update(len(keys))
+        bar.set_postfix_str(f"{36 * n / max(time.perf_counter() - start, 1e-9):.1f} img/s")
+        if on_batch is not None:
+            on_batch(n)
+
     try:
         for batch in loader:
             if "error" in batch:
                 raise DataError(batch["error"])
             if in_workers:
                 images = batch["images"]  # [B, 36, 3, s, s] preprocessed views
-                feats = pipeline.encode(images.flatten(0, 1), images.shape[0]).cpu().numpy()
+                feats = pipeline.encode(images.flatten(0, 1), images.shape[0])
             else:
-                feats = pipeline.features(batch["images"], batch["rotations"]).cpu().numpy()
-            journal.append(batch["keys"], feats)
-            n += len(batch["keys"])
-            bar.update(len(batch["keys"]))
-            bar.set_postfix_str(f"{36 * n / max(time.perf_counter() - start, 1e-9):.1f} img/s")
-            if on_batch is not None:
-                on_batch(n)
+                feats = pipeline.features(batch["images"], batch["rotations"])
+            if not cuda:
+                finish((batch["keys"], feats, None))
+                continue
+            # GPU: copy back asynchronously and journal the previous batch while this one computes.
+            host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+            host.copy_(feats, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            if pending is not None:
+                item, pending = pending, None
+                finish(item)
+            pending = (batch["keys"], host, event)
+        if pending is not None:
+            item, pending = pending, None
+            finish(item)
+    except BaseException:
+        if pending is not None:  # keep the finished batch in flight (never a partial one)
+            with contextlib.suppress(Exception):
+                pending[2].synchronize()
+                journal.append(pending[0], pending[1].numpy())
+        raise
     finally:
         bar.close()
 

@@ -46,13 +46,14 @@ class DemoConfig:
     """Options of one demo run; defaults fit in 10 minutes on 2 CPU cores (see docs/demo.md)."""
 
     out: Path = Path("runs/demo")
-    houses: int = 4
+    houses: int = 5  # 3 train houses, 1 val_unseen, 1 test
     seed: int = 0
     encoder: str = "clip_vit_b32"
-    iters: int = 400
+    iters: int = 200
     face_size: int = 64  # skybox face side in pixels (synthetic rendering)
     image_size: int | None = 112  # encoder input side; None = the encoder's native size
-    batch_size: int = 32
+    batch_size: int = 16
+    max_actions: int = 15  # synthetic R2R paths have at most 6 edges; EnvDrop's 35 only slows the demo
     vision_free: bool = True  # also train the vision-free control follower
     rollout: bool = True
     device: str = "cpu"
@@ -67,7 +68,7 @@ class DemoConfig:
 
 WORLD_KEYS = ("houses", "seed", "face_size", "paths_per_house")
 FEATURE_KEYS = WORLD_KEYS + ("encoder", "image_size", "weights")
-TRAIN_KEYS = FEATURE_KEYS + ("iters", "batch_size")
+TRAIN_KEYS = FEATURE_KEYS + ("iters", "batch_size", "max_actions")
 
 
 class StageLog:
@@ -101,6 +102,14 @@ class StageLog:
 def _metrics(summary: dict[str, Any]) -> dict[str, float]:
     keep = ("success", "spl", "ndtw", "sdtw", "cls", "nav_error", "oracle_success", "trajectory_length", "episodes")
     return {k: (round(float(summary[k]), 4) if k != "episodes" else int(summary[k])) for k in keep if k in summary}
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (data-loader workers): a load-independent cost."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def encoder_weights(encoder: str, weights: str | None) -> tuple[str | None, bool, str]:
@@ -138,12 +147,12 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, 
             timings[name] = 0.0
             return done
         echo(f"[{name}] running ...")
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
         files, extra = fn()
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
         timings[name] = round(dt, 2)
-        echo(f"[{name}] done in {dt:.1f} s")
-        return log.record(name, key, dt, files, **extra)
+        echo(f"[{name}] done in {dt:.1f} s ({cpu:.1f} CPU s)")
+        return log.record(name, key, dt, files, cpu_seconds=round(cpu, 2), **extra)
 
     # 1. world ---------------------------------------------------------------------------
     world_dir = out / "world"
@@ -185,7 +194,8 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, 
             tcfg = TrainConfig.preset("synthetic", encoder=cfg.encoder, data_dir=str(world_dir),
                                       out_dir=str(run_dir), features=None if no_vision else str(feats),
                                       no_vision=no_vision, iters=cfg.iters, batch_size=cfg.batch_size,
-                                      eval_every=every, save_every=every, log_every=max(10, every // 5),
+                                      max_actions=cfg.max_actions, eval_every=every, save_every=every,
+                                      log_every=max(10, every // 5),
                                       seed=cfg.seed, device=cfg.device)
             resume = (run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
             res = train(tcfg, resume=resume, progress=cfg.progress)
@@ -262,7 +272,7 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, 
 
             instr_id = read_episodes(split_file["val_unseen"])[0].instr_id
             setup = build_rollout(split_file["val_unseen"], conn, instr_id, str(agents_ckpt["follower"]),
-                                  str(feats), helper="agent")
+                                  str(feats), helper="agent", max_steps=cfg.max_actions)
             buf = io.StringIO()
             result = play(setup.player, setup.actor, Console(file=buf, width=100, color_system=None),
                           interactive=False)
@@ -283,6 +293,7 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, 
         "weights_note": weights_note,
         "agents": agents,
         "stage_seconds": {k: v.get("seconds") for k, v in log.data.items()},
+        "stage_cpu_seconds": {k: v.get("cpu_seconds") for k, v in log.data.items()},
         "this_run_seconds": round(time.perf_counter() - t_all, 2),
         "files": {
             "features": str(feats),
@@ -312,9 +323,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    "the fastest on CPU)")
     p.add_argument("--iters", type=int, default=d.iters, help=f"follower training iterations (default {d.iters})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"training batch (default {d.batch_size})")
+    p.add_argument("--max-actions", type=int, default=d.max_actions,
+                   help=f"actions per episode in training and evaluation (default {d.max_actions})")
     p.add_argument("--face-size", type=int, default=d.face_size, help=f"skybox face pixels (default {d.face_size})")
     p.add_argument("--image-size", type=int, default=d.image_size,
                    help=f"encoder input pixels (default {d.image_size}; 0 = the encoder's native size)")
+    p.add_argument("--paths-per-house", type=int, default=d.paths_per_house,
+                   help=f"R2R paths generated per house (default {d.paths_per_house})")
     p.add_argument("--weights", help="encoder weights (checkpoint path or open_clip tag); default: found locally, "
                    "else random")
     p.add_argument("--no-vision-free", action="store_true", help="skip the vision-free control follower")
@@ -325,9 +340,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(out=Path(args.out), houses=args.houses, seed=args.seed, encoder=args.encoder, iters=args.iters,
-                     batch_size=args.batch_size, face_size=args.face_size, image_size=args.image_size or None,
-                     weights=args.weights, vision_free=not args.no_vision_free, rollout=not args.no_rollout,
-                     progress=not args.no_progress)
+                     batch_size=args.batch_size, max_actions=args.max_actions, face_size=args.face_size,
+                     image_size=args.image_size or None, weights=args.weights,
+                     paths_per_house=args.paths_per_house, vision_free=not args.no_vision_free,
+                     rollout=not args.no_rollout, progress=not args.no_progress)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     def echo(line: str) -> None:

@@ -127,21 +127,35 @@ _T_COMP = (1, 1, 2, 2, 1, 1)
 _T_SIGN = (-1.0, -1.0, 1.0, -1.0, -1.0, -1.0)
 
 
+_TABLES: dict[tuple[str, torch.dtype], tuple[torch.Tensor, ...]] = {}
+
+
+def _lookup_tables(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """The face tables on ``device``, made once (a host-to-device copy per call would stall
+    the GPU queue: pageable copies synchronize the stream)."""
+    key = (str(device), dtype)
+    if key not in _TABLES:
+        _TABLES[key] = (torch.tensor(_S_COMP, device=device), torch.tensor(_S_SIGN, device=device, dtype=dtype),
+                        torch.tensor(_T_COMP, device=device), torch.tensor(_T_SIGN, device=device, dtype=dtype),
+                        torch.tensor(GL_TO_FILE, device=device), torch.tensor(CANONICAL_ROTATION, device=device,
+                                                                              dtype=dtype))
+    return _TABLES[key]
+
+
 def cube_lookup(tex: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """GL face selection: ``(file index, s, t)`` for texture directions ``[..., 3]``.
 
     s grows along the face image's columns, t along its rows (first row = t 0). Written as a
     few gathers rather than a cascade of ``where`` (the op count dominates on large grids).
     """
-    dev = tex.device
+    s_comp_t, s_sign_t, t_comp_t, t_sign_t, file_t, _ = _lookup_tables(tex.device, tex.dtype)
     ma, axis = tex.abs().max(-1)
     comp = tex.gather(-1, axis.unsqueeze(-1)).squeeze(-1)
     gl = axis * 2 + (comp < 0).long()
-    s_comp, t_comp = torch.tensor(_S_COMP, device=dev)[gl], torch.tensor(_T_COMP, device=dev)[gl]
-    sc = tex.gather(-1, s_comp.unsqueeze(-1)).squeeze(-1) * torch.tensor(_S_SIGN, device=dev, dtype=tex.dtype)[gl]
-    tc = tex.gather(-1, t_comp.unsqueeze(-1)).squeeze(-1) * torch.tensor(_T_SIGN, device=dev, dtype=tex.dtype)[gl]
+    sc = tex.gather(-1, s_comp_t[gl].unsqueeze(-1)).squeeze(-1) * s_sign_t[gl]
+    tc = tex.gather(-1, t_comp_t[gl].unsqueeze(-1)).squeeze(-1) * t_sign_t[gl]
     inv = 0.5 / ma
-    return torch.tensor(GL_TO_FILE, device=dev)[gl], sc * inv + 0.5, tc * inv + 0.5
+    return file_t[gl], sc * inv + 0.5, tc * inv + 0.5
 
 
 def face_directions(size: int, rotation: np.ndarray | None = None) -> np.ndarray:
@@ -204,7 +218,7 @@ def equirect_grid(rotations: torch.Tensor, rays: torch.Tensor, height: int, widt
     """Grid ``[B, V*h, w, 2]`` into an equirect padded by one wrapped column on each side."""
     v, h, w, _ = rays.shape
     d = rays.reshape(-1, 3).to(rotations.dtype)
-    rc = torch.as_tensor(CANONICAL_ROTATION, dtype=rotations.dtype, device=rotations.device)
+    rc = _lookup_tables(rotations.device, rotations.dtype)[5]
     local = torch.matmul(d.unsqueeze(0), torch.matmul(rotations, rc.T))  # (Rc R^T d)^T = d^T R Rc^T
     lx, ly, lz = local.unbind(-1)
     lon = torch.atan2(lx, ly)

@@ -595,3 +595,25 @@ def test_panoramic_teacher_on_two_floor_world(two_floor_world):
                 done = term or trunc
             assert env.viewpoint == ep.goal
         env.close()
+
+
+def test_interrupted_rendering_resumes(tmp_path, world):
+    """A run cut short (no world.json, marker left, some faces missing) finishes the job only."""
+    import shutil
+
+    root = tmp_path / "r"
+    shutil.copytree(world.root, root)
+    summary = json.loads((root / "world.json").read_text())
+    (root / "world.json").unlink()
+    (root / ".synth_in_progress.json").write_text(json.dumps({"params": summary["params"]}))
+    faces = sorted((root / "scans").rglob("*_sami.jpg"))
+    missing, kept = faces[:4], faces[-1]
+    for f in missing:
+        f.unlink()
+    before = kept.stat().st_mtime_ns
+    again = generate_world(root, seed=0, face_size=16, renderer="numpy", **TINY)
+    assert again.timings and all(f.exists() for f in missing)
+    assert kept.stat().st_mtime_ns == before  # skipped, not re-rendered
+    assert not (root / ".synth_in_progress.json").exists()
+    for f in missing:
+        assert f.read_bytes() == (world.root / f.relative_to(root)).read_bytes()

@@ -343,15 +343,30 @@ def _save_jpeg(img: np.ndarray, path: Path, quality: int) -> None:
 
 
 def _render_job(kind: str, rects: Rects, scan: str, vps: list[tuple[str, float, float, float]], root: str,
-                size: int, quality: int, skybox_small: bool) -> int:
-    """Render and write one house's skyboxes; runs in a spawned child for ``gl``."""
+                size: int, quality: int, skybox_small: bool, resume: bool = False) -> int:
+    """Render and write one house's skyboxes; runs in a spawned child for ``gl``.
+
+    With ``resume`` (an interrupted run with the same parameters), panoramas whose files all
+    exist are skipped: files are written atomically, so an existing one is complete.
+    """
     from .render import GLRenderer, NumpyRenderer
 
     paths = WorldPaths.at(Path(root))
+    todo = vps
+    if resume:
+        def done(pano: str) -> bool:
+            files = [paths.skybox(scan, pano, i) for i in range(6)]
+            if skybox_small:
+                files.append(files[0].with_name(f"{pano}_skybox_small.jpg"))
+            return all(f.exists() for f in files)
+
+        todo = [v for v in vps if not done(v[0])]
+    if not todo:
+        return len(vps)
     rend: Any = GLRenderer(size) if kind == "gl" else NumpyRenderer(size)
     try:
         rend.set_scene(rects)
-        for pano, x, y, z in vps:
+        for pano, x, y, z in todo:
             faces = rend.render((x, y, z))
             for i, img in enumerate(faces):
                 _save_jpeg(img, paths.skybox(scan, pano, i), quality)
@@ -364,14 +379,14 @@ def _render_job(kind: str, rects: Rects, scan: str, vps: list[tuple[str, float, 
 
 
 def _render_all(cfg: SynthConfig, data: list[_HouseData], paths: WorldPaths, kind: str,
-                progress: Callable[[int], None] | None) -> None:
+                progress: Callable[[int], None] | None, resume: bool = False) -> None:
     """All houses' skyboxes: numpy in this process, gl in one spawned child process.
 
     A Mesa EGL context in this process would make a later ``import torch._dynamo`` crash it
     (see :mod:`vln_clip.synth.render`), and callers go on to train models.
     """
     jobs = [(kind, hd.rects, hd.scan, [(v.id, v.x, v.y, v.z) for v in hd.vps], str(paths.root), cfg.face_size,
-             cfg.jpeg_quality, cfg.skybox_small) for hd in data]
+             cfg.jpeg_quality, cfg.skybox_small, resume) for hd in data]
     if kind == "numpy":
         for job in jobs:
             n = _render_job(*job)
@@ -458,6 +473,15 @@ def generate_world(out_dir: str | os.PathLike[str], houses: int = 6, seed: int =
             return paths
         paths.world_json.unlink()  # a half-rewritten world must not look complete
     old_scans = {s for scans in previous.get("splits", {}).values() for s in scans} if previous else set()
+    # An interrupted generation leaves this marker; the same parameters resume its rendering.
+    marker = root / ".synth_in_progress.json"
+    resume = False
+    if marker.exists() and not force:
+        try:
+            resume = read_json(marker, "synthetic world marker").get("params") == _params(cfg)
+        except (DataError, AttributeError):
+            resume = False
+    write_json(marker, {"params": _params(cfg)})
 
     t0 = time.perf_counter()
     conn = paths.connectivity
@@ -491,7 +515,7 @@ def generate_world(out_dir: str | os.PathLike[str], houses: int = 6, seed: int =
 
             bar = tqdm(total=sum(len(d.vps) for d in data), desc=f"rendering skyboxes ({backend})", unit="pano")
         try:
-            _render_all(cfg, data, paths, backend, bar.update if bar else None)
+            _render_all(cfg, data, paths, backend, bar.update if bar else None, resume)
         finally:
             if bar:
                 bar.close()
@@ -518,6 +542,7 @@ def generate_world(out_dir: str | os.PathLike[str], houses: int = 6, seed: int =
     timings = {"graphs_s": t_graph - t0, "episodes_s": t_episodes - t_graph, "scenes_s": t_scenes - t_episodes,
                "render_s": t_render - t_scenes}
     write_json(paths.world_json, summary, indent=2)
+    marker.unlink()
     paths.splits = splits
     paths.timings = timings  # not written to disk: keeps the files deterministic
     return paths

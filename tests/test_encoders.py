@@ -93,6 +93,17 @@ def test_uint8_and_float_inputs_agree_and_l2_option(res50):
     assert torch.allclose(c, a / a.norm(dim=-1, keepdim=True), atol=1e-5)
 
 
+def test_random_weights_are_the_same_in_every_process():
+    """torchrun ranks and resumed runs must not mix two random networks."""
+    b = built("clip_vit_b32")
+    torch.manual_seed(123)  # the caller's RNG state does not matter ...
+    state = torch.random.get_rng_state()
+    a = load_encoder("clip_vit_b32", random_weights=True)
+    assert torch.equal(torch.random.get_rng_state(), state)  # ... and is left untouched
+    for (k, v), (_, w) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(v, w), k
+
+
 def test_unknown_encoder_lists_valid_names():
     with pytest.raises(DataError) as exc:
         load_encoder("clip_res9000", random_weights=True)

@@ -37,6 +37,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHTS_ENV = "VLN_CLIP_WEIGHTS"
+RANDOM_WEIGHTS_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -355,16 +356,20 @@ def load_encoder(name: str, weights: str | os.PathLike[str] | None = None, rando
 
     ``weights``: ``None`` (the entry's default tag from the local cache), an open_clip tag such
     as ``"openai"``, or a checkpoint path. ``random_weights=True`` builds an untrained model on
-    purpose (tests, pipelines without the weights) and records ``weights="random"``.
+    purpose (tests, pipelines without the weights) and records ``weights="random"``; the
+    initialization is seeded (:data:`RANDOM_WEIGHTS_SEED`), so every process builds the same one.
     Raises :class:`MissingResourceError` saying where to put the file when nothing is found.
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     spec = get_spec(name)
     checkpoint, label = resolve_weights(spec, weights, random_weights)
-    if spec.family == "open_clip":
-        backbone = _build_open_clip(spec, checkpoint)
-    else:
-        backbone = _build_torchvision(spec, checkpoint)
+    # Random weights are seeded: every torchrun rank and every resumed run gets the same network.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_WEIGHTS_SEED)
+        if spec.family == "open_clip":
+            backbone = _build_open_clip(spec, checkpoint)
+        else:
+            backbone = _build_torchvision(spec, checkpoint)
     enc = Encoder(spec, backbone, label, l2_normalize)
     enc.eval().requires_grad_(False)
     if device is not None:

@@ -42,7 +42,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     v.add_argument("--scan", required=True)
     v.add_argument("--viewpoint", required=True)
     v.add_argument("--out", required=True, type=Path, help="output folder")
-    v.add_argument("--connectivity", type=Path, help="connectivity folder (pose rotation of the panorama)")
+    v.add_argument("--connectivity", type=Path, help="connectivity folder (pose rotation of the panorama; "
+                                                      "default $MATTERPORT_CONNECTIVITY)")
     v.add_argument("--source", choices=("skybox", "equirect", "mattersim"), default="skybox")
     _view_args(v)
     v.set_defaults(func=_views)
@@ -131,12 +132,21 @@ def _encoders(args: argparse.Namespace) -> int:
 
 
 def _views(args: argparse.Namespace) -> int:
+    import os
+    import sys
+
     from vln_clip.errors import DataError
     from vln_clip.features.views import (CANONICAL_ROTATION, ViewSpec, panorama_views, read_pano_rotations,
                                          write_view_pngs)
 
     rotation = CANONICAL_ROTATION
-    if args.connectivity:
+    if not args.connectivity and os.environ.get("MATTERPORT_CONNECTIVITY"):
+        args.connectivity = Path(os.environ["MATTERPORT_CONNECTIVITY"])
+    if not args.connectivity:
+        print("note: no --connectivity (or $MATTERPORT_CONNECTIVITY): assuming the canonical panorama "
+              "orientation (skybox face 1 at heading 0); real Matterport panoramas need their pose",
+              file=sys.stderr)
+    else:
         rotations = read_pano_rotations(args.connectivity, args.scan)
         if args.viewpoint not in rotations:
             raise DataError(f"{args.connectivity}/{args.scan}_connectivity.json: no viewpoint {args.viewpoint}")

@@ -208,6 +208,9 @@ def test_cli_train_json_summary(world: Path, tmp_path: Path, capsys: pytest.Capt
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["iterations"] == 1 and 0.0 <= summary["val_unseen"]["success"] <= 1.0
     assert load_checkpoint(tmp_path / "last.pt")["feature_dim"] == 0
+    # --resume takes the run's own config (vision-free, data dir) and only the new --iters
+    rc = main(["train", "--out", str(tmp_path), "--resume", "--iters", "2", "--json", "--no-progress"])
+    assert rc == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["iterations"] == 2
     rc = main(["train", "--dataset", "synthetic", "--data-dir", str(world), "--encoder", "clip_res50",
                "--out", str(tmp_path / "y")])
     assert rc == 2 and "vln-clip features extract --encoder clip_res50" in capsys.readouterr().err

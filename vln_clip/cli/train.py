@@ -47,7 +47,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="continue OUT/last.pt (or CKPT) with its model, optimizer, RNG states and iteration")
     p.add_argument("--features", default=None, help="explicit feature store (.h5) instead of DATA/features/<encoder>.h5")
     p.add_argument("--no-vision", action="store_true", help="vision-free follower: angle features only")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1 ...")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="capture each training rollout's decoder steps as CUDA graphs (GPU only)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy 2-core box)")
@@ -65,24 +65,27 @@ def _run(args: argparse.Namespace) -> int:
     from vln_clip.agents.trainer import train
     from vln_clip.paths import data_dir
 
-    encoder = args.encoder or ("clip_res50x4" if args.dataset == "rxr" else "clip_res50")
-    if not args.features and not args.no_vision:
-        from vln_clip.encoders import get_spec
-
-        get_spec(encoder)  # unknown names stop here with the list of valid ones
-    cfg = TrainConfig.preset(
-        args.dataset, agent=args.agent, encoder=encoder, language=args.language,
-        data_dir=str(data_dir(args.data_dir)), out_dir=args.out, iters=args.iters, batch_size=args.batch_size,
-        log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
-        eval_max_episodes=args.eval_max_episodes, features=args.features, no_vision=args.no_vision or None,
-        device=args.device, seed=args.seed, aug_paths=args.aug_paths, speaker_checkpoint=args.speaker_checkpoint,
-        follower_checkpoint=args.follower_checkpoint, cuda_graphs=args.cuda_graphs or None)
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    if cfg.features is None and not cfg.no_vision:
-        _check_encoder_dim(cfg)
+    if args.resume:
+        cfg = _resumed_config(args)
+    else:
+        encoder = args.encoder or ("clip_res50x4" if args.dataset == "rxr" else "clip_res50")
+        if not args.features and not args.no_vision:
+            from vln_clip.encoders import get_spec
+
+            get_spec(encoder)  # unknown names stop here with the list of valid ones
+        cfg = TrainConfig.preset(
+            args.dataset, agent=args.agent, encoder=encoder, language=args.language,
+            data_dir=str(data_dir(args.data_dir)), out_dir=args.out, iters=args.iters, batch_size=args.batch_size,
+            log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
+            eval_max_episodes=args.eval_max_episodes, features=args.features, no_vision=args.no_vision or None,
+            device=args.device, seed=args.seed, aug_paths=args.aug_paths, speaker_checkpoint=args.speaker_checkpoint,
+            follower_checkpoint=args.follower_checkpoint, cuda_graphs=args.cuda_graphs or None)
+        if cfg.features is None and not cfg.no_vision:
+            _check_encoder_dim(cfg)
     result = train(cfg, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())
     summary = {
         "iterations": result.iterations, "interrupted": result.interrupted,
@@ -98,6 +101,24 @@ def _run(args: argparse.Namespace) -> int:
         if vu:
             print("val_unseen: " + "  ".join(f"{k}={v:.4f}" for k, v in vu.items() if isinstance(v, float)))
     return 130 if result.interrupted else 0
+
+
+def _resumed_config(args: argparse.Namespace) -> "object":
+    """The checkpoint's own config, changed only by the options given on this command line."""
+    from pathlib import Path
+
+    from vln_clip.agents.checkpoint import load_checkpoint
+    from vln_clip.agents.config import TrainConfig
+
+    path = Path(args.out) / "last.pt" if args.resume is True else Path(args.resume)
+    cfg = TrainConfig.from_dict(load_checkpoint(path)["config"])
+    cfg.out_dir = args.out
+    for name, value in (("iters", args.iters), ("log_every", args.log_every), ("eval_every", args.eval_every),
+                        ("save_every", args.save_every), ("device", args.device), ("features", args.features),
+                        ("data_dir", args.data_dir)):
+        if value is not None:
+            setattr(cfg, name, value)
+    return cfg
 
 
 def _check_encoder_dim(cfg: "object") -> None:

@@ -54,6 +54,16 @@ def test_shapes_with_random_weights_native_and_non_native(name):
     assert torch.isfinite(out["pooled"]).all()
 
 
+def test_quick_gelu_follows_the_weights():
+    from vln_clip.encoders import _uses_quick_gelu
+
+    vit = get_spec("clip_vit_b32")
+    assert _uses_quick_gelu(vit, None) and _uses_quick_gelu(vit, "openai")
+    assert not _uses_quick_gelu(vit, "laion2b_s34b_b79k")  # LAION trained with plain GELU
+    acts = {type(m).__name__ for m in built("clip_vit_b32").modules()}
+    assert "QuickGELU" in acts  # the OpenAI architecture, also for random weights
+
+
 def test_grid_sizes_of_the_paper_recipes():
     assert grid_size("clip_res50", 600, 1000) == (18, 31)  # VQA
     assert grid_size("clip_res50x4", 448, 448) == (14, 14)  # captioning

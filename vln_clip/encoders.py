@@ -298,20 +298,29 @@ def _attention_pool(pool: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
     return out[0]
 
 
-def _build_open_clip(spec: EncoderSpec, checkpoint: Path | None) -> nn.Module:
+def _uses_quick_gelu(spec: EncoderSpec, tag: str | None) -> bool:
+    """QuickGELU is part of the OpenAI architecture (the registry's default, random weights and
+    checkpoint files); tags trained with plain GELU (e.g. LAION's) say so in open_clip's table."""
+    if tag is None or tag == "openai":
+        return True
+    import open_clip
+
+    return bool((open_clip.get_pretrained_cfg(spec.arch, tag) or {}).get("quick_gelu", False))
+
+
+def _build_open_clip(spec: EncoderSpec, checkpoint: Path | None, quick_gelu: bool = True) -> nn.Module:
     """The vision tower only (the text tower is never needed here and doubles build time)."""
     import open_clip
 
     cfg = open_clip.get_model_config(spec.arch)
-    # QuickGELU is part of the OpenAI architecture: random and loaded models must match it.
     try:
         from open_clip.model import _build_vision_tower
 
-        visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=True)
+        visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=quick_gelu)
     except (ImportError, AttributeError, TypeError, KeyError):  # other open_clip layouts
         logging.disable(logging.WARNING)  # "initialized randomly": we load or record the weights ourselves
         try:
-            visual = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=True).visual
+            visual = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=quick_gelu).visual
         finally:
             logging.disable(logging.NOTSET)
     if checkpoint is not None:
@@ -367,7 +376,8 @@ def load_encoder(name: str, weights: str | os.PathLike[str] | None = None, rando
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(RANDOM_WEIGHTS_SEED)
         if spec.family == "open_clip":
-            backbone = _build_open_clip(spec, checkpoint)
+            tag = None if random_weights or label.startswith("file:") else label.split(":", 1)[0]
+            backbone = _build_open_clip(spec, checkpoint, _uses_quick_gelu(spec, tag))
         else:
             backbone = _build_torchvision(spec, checkpoint)
     enc = Encoder(spec, backbone, label, l2_normalize)

@@ -299,6 +299,10 @@ def test_cli_extract_merge_and_convert(world, reference, tmp_path, fast_encoder,
         for k in store.keys():
             assert np.allclose(store.get(*k.split("_", 1)), feats[k], atol=1e-4)
     assert main(["features", "merge", "--out", str(out)]) == 0  # nothing pending: store unchanged
+    capsys.readouterr()
+    assert main(["features", "info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["viewpoints"] == 4 and info["scans"] == 1 and info["encoder"] == "clip_res50"
     tsv = tmp_path / "x.tsv"
     write_tsv(tsv, [("s", "v", np.zeros((36, 2048), np.float32))])
     assert main(["features", "convert", "--tsv", str(tsv), "--out", str(tmp_path / "x.h5"),

@@ -97,6 +97,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     m.add_argument("--inputs", nargs="*", type=Path, default=[], help="more stores or journal folders")
     m.set_defaults(func=_merge)
 
+    i = add_parser(fsub, "info", "show a feature store's size and attributes (encoder, weights, bgr ...)",
+                   ["vln-clip features info data/features/clip_res50x4.h5",
+                    "vln-clip features info clip_res50x4.h5 --json"])
+    i.add_argument("store", type=Path)
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_info)
+
     c = add_parser(fsub, "convert", "convert an EnvDrop/CLIP-ViL feature TSV into an HDF5 store",
                    ["vln-clip features convert --tsv ResNet-152-imagenet.tsv --out imagenet_res152.h5 "
                     "--encoder imagenet_res152",
@@ -178,6 +185,24 @@ def _extract(args: argparse.Namespace) -> int:
         with FeatureStore(out) as store:
             print(f"{out}: {len(store)} viewpoints x 36 views x {store.dim} ({store.encoder}, "
                   f"weights {store.weights})")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from vln_clip.features.store import FeatureStore, journal_dir
+
+    with FeatureStore(args.store) as store:
+        info = {"path": str(args.store), "viewpoints": len(store), "scans": len({k.split("_", 1)[0] for k in
+                                                                                store.keys()}),
+                "dim": store.dim, **{k: v for k, v in store.attrs.items() if k != "dim"}}
+    pending = journal_dir(args.store)
+    if pending.exists():
+        info["unfinished_journal"] = str(pending)
+    if args.json:
+        print(json.dumps(info, indent=1, default=str))
+    else:
+        for k, v in info.items():
+            print(f"{k:<20} {v}")
     return 0
 
 

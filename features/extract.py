@@ -37,7 +37,7 @@ from vln_clip import __version__
 from vln_clip.errors import DataError
 from vln_clip.io import read_json
 
-from .store import FeatureJournal, FeatureStore, build_store, feature_key, journal_dir
+from .store import FeatureJournal, FeatureStore, build_store, feature_key, journal_dir, read_part_keys
 from .views import (EQUIRECT_SUBDIR, FACE_TEMPLATE, MATTERSIM_FACE_SIZE, STRIP_TEMPLATE, ViewSpec,
                     discretized_rays, equirect_path, faces_to_strip, load_equirect, load_skybox,
                     make_mattersim, mattersim_views, render_equirect, render_skybox, skybox_folder)
@@ -326,13 +326,16 @@ def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = 
         raise DataError(f"run_extraction got a {encoder.name} encoder for cfg.encoder={cfg.encoder}")
     else:
         encoder.to(device)
+        encoder.l2_normalize = cfg.l2_normalize  # the store records cfg's choice
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         encoder.to(memory_format=torch.channels_last)
     pipeline = ViewPipeline(cfg, encoder, device)
     attrs = store_attrs(cfg, encoder, pipeline.size)
-    journal = FeatureJournal(journal_dir(out), encoder.pooled_dim, {**attrs, "dtype": cfg.dtype}, rank=rank)
-    done = journal.done_keys()
+    jdir = journal_dir(out)
+    done: set[str] = set()
+    for part in sorted(jdir.glob("part-*.npz")) if jdir.exists() else []:
+        done.update(read_part_keys(part))
     if out.exists():
         with FeatureStore(out) as existing:
             if len(existing) and (existing.encoder != encoder.name or existing.dim != encoder.pooled_dim):
@@ -346,6 +349,7 @@ def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = 
     mine = tasks[rank::world]
     todo = [t for t in mine if t.key not in done]
     check_inputs(cfg, todo)
+    journal = FeatureJournal(jdir, encoder.pooled_dim, {**attrs, "dtype": cfg.dtype}, rank=rank)
     _extract_loop(cfg, pipeline, journal, todo, len(mine) - len(todo), on_batch)
     marker = journal.folder / f"done-r{rank:03d}-of-{world:03d}"
     marker.write_text(str(len(mine)))

@@ -257,7 +257,7 @@ class FeatureJournal:
         self.dim = dim
         self.attrs = {**{k: _plain(v) for k, v in attrs.items()}, "dim": dim}
         meta = self.folder / JOURNAL_META
-        if meta.exists():
+        if meta.exists() and any(self.folder.glob("part-*.npz")):  # settings matter only with parts
             old = json.loads(meta.read_text())
             for field in ("encoder", "weights", "dim", "image_size", "bgr", "source"):
                 if field in old and field in self.attrs and str(old[field]) != str(self.attrs[field]):
@@ -266,7 +266,7 @@ class FeatureJournal:
                                     f"settings to resume, or delete {self.folder} to start over")
         else:
             with atomic_path(meta) as tmp:
-                tmp.write_text(json.dumps(self.attrs, indent=1))
+                tmp.write_text(json.dumps(self.attrs, indent=1, default=str))
         self._prefix = f"part-r{rank:03d}-{uuid.uuid4().hex[:8]}"
         self._count = 0
 
@@ -276,7 +276,7 @@ class FeatureJournal:
     def done_keys(self) -> set[str]:
         done: set[str] = set()
         for part in self.parts():
-            done.update(_read_part(part)[0])
+            done.update(read_part_keys(part))
         return done
 
     def append(self, keys: list[str], feats: np.ndarray) -> Path:
@@ -292,6 +292,16 @@ class FeatureJournal:
                 np.savez(fh, keys=np.array(keys), feats=feats.astype(np.float16 if
                          self.attrs.get("dtype", "float16") == "float16" else np.float32))
         return path
+
+
+def read_part_keys(path: Path) -> list[str]:
+    """The viewpoint keys of one journal part (without loading its features)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return [str(k) for k in z["keys"]]
+    except Exception as exc:
+        raise DataError(f"{path}: unreadable journal part ({exc}); delete this file and re-run "
+                        "(its viewpoints are extracted again)") from exc
 
 
 def _read_part(path: Path) -> tuple[list[str], np.ndarray]:

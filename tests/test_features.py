@@ -197,6 +197,7 @@ def test_missing_faces_fail_before_any_model_work(world, tmp_path, fast_encoder)
     (folder / f"{ids[1]}_skybox4_sami.jpg").unlink()
     with pytest.raises(DataError, match=f"{ids[1]}_skybox4_sami.jpg"):
         run_extraction(config(world, tmp_path / "x.h5", skybox_dir=sky2))
+    assert not journal_dir(tmp_path / "x.h5").exists()  # nothing started, nothing left behind
     with pytest.raises(DataError, match="clip_res50, clip_res101"):
         run_extraction(config(world, tmp_path / "x.h5", encoder="clip_rn50"))
 

@@ -27,7 +27,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -102,6 +102,26 @@ class StageLog:
 def _metrics(summary: dict[str, Any]) -> dict[str, float]:
     keep = ("success", "spl", "ndtw", "sdtw", "cls", "nav_error", "oracle_success", "trajectory_length", "episodes")
     return {k: (round(float(summary[k]), 4) if k != "episodes" else int(summary[k])) for k in keep if k in summary}
+
+
+def _resumable(run_dir: Path, key: str, iters: int, echo: Callable[[str], None]) -> Path | None:
+    """``run_dir/last.pt`` when it continues the same run (same model, data and batch, no more
+    iterations than asked); otherwise the old folder is set aside and training starts afresh."""
+    from vln_clip.io import read_json, write_json
+
+    marker = run_dir / "demo_run.json"
+    last = run_dir / "last.pt"
+    if last.exists():
+        old = read_json(marker, "demo run marker") if marker.exists() else {}
+        if old.get("key") == key and int(old.get("iters", 0)) <= iters:
+            write_json(marker, {"key": key, "iters": iters})
+            echo(f"  continuing {last}")
+            return last
+        stale = run_dir.with_name(f"{run_dir.name}.stale-{int(time.time())}")
+        run_dir.rename(stale)
+        echo(f"  {run_dir} was trained with other options: moved it to {stale}, training afresh")
+    write_json(marker, {"key": key, "iters": iters})
+    return None
 
 
 def _cpu_seconds() -> float:
@@ -197,7 +217,7 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, 
                                       max_actions=cfg.max_actions, eval_every=every, save_every=every,
                                       log_every=max(10, every // 5),
                                       seed=cfg.seed, device=cfg.device)
-            resume = (run_dir / "last.pt") if (run_dir / "last.pt").exists() else None
+            resume = _resumable(run_dir, cfg.key(*FEATURE_KEYS, "batch_size", "max_actions"), cfg.iters, echo)
             res = train(tcfg, resume=resume, progress=cfg.progress)
             if res.interrupted:
                 raise KeyboardInterrupt

@@ -30,10 +30,8 @@ on those instructions under the *same* mask for every view and every step.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import signal
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -35,6 +35,7 @@ from .common import add_parser
 
 EXAMPLES = [
     "vln-clip demo --out runs/demo",
+    "vln-clip demo --out runs/demo --iters 200                  # the run in docs/demo.md",
     "vln-clip demo --out runs/demo --houses 6 --iters 1000      # bigger, slower",
     "vln-clip demo --out runs/demo --encoder clip_res50 --no-vision-free",
     "vln-clip demo --out runs/demo        # again: finished stages are reused",
@@ -49,11 +50,12 @@ class DemoConfig:
     houses: int = 5  # 3 train houses, 1 val_unseen, 1 test
     seed: int = 0
     encoder: str = "clip_vit_b32"
-    iters: int = 200
+    iters: int = 120
     face_size: int = 64  # skybox face side in pixels (synthetic rendering)
     image_size: int | None = 112  # encoder input side; None = the encoder's native size
     batch_size: int = 16
     max_actions: int = 15  # synthetic R2R paths have at most 6 edges; EnvDrop's 35 only slows the demo
+    train_threads: int = 1  # torch threads while training (see _threads)
     vision_free: bool = True  # also train the vision-free control follower
     rollout: bool = True
     device: str = "cpu"
@@ -122,6 +124,31 @@ def _resumable(run_dir: Path, key: str, iters: int, echo: Callable[[str], None])
         echo(f"  {run_dir} was trained with other options: moved it to {stale}, training afresh")
     write_json(marker, {"key": key, "iters": iters})
     return None
+
+
+class _threads:
+    """Run a block with ``n`` torch threads, then restore the previous count.
+
+    The follower's batch-16 LSTM steps are too small to split well: measured here, one thread
+    costs 0.94 CPU s per iteration, while two threads on a busy 2-core machine burned about
+    8.6 CPU s per iteration spinning on each other. ``n <= 0`` leaves torch's default.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.old = 0
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.old = torch.get_num_threads()
+        if self.n > 0:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: Any) -> None:
+        import torch
+
+        torch.set_num_threads(self.old)
 
 
 def _cpu_seconds() -> float:
@@ -218,7 +245,8 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, 
                                       log_every=max(10, every // 5),
                                       seed=cfg.seed, device=cfg.device)
             resume = _resumable(run_dir, cfg.key(*FEATURE_KEYS, "batch_size", "max_actions"), cfg.iters, echo)
-            res = train(tcfg, resume=resume, progress=cfg.progress)
+            with _threads(cfg.train_threads):
+                res = train(tcfg, resume=resume, progress=cfg.progress)
             if res.interrupted:
                 raise KeyboardInterrupt
             best = res.best_checkpoint or res.last_checkpoint
@@ -345,6 +373,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"training batch (default {d.batch_size})")
     p.add_argument("--max-actions", type=int, default=d.max_actions,
                    help=f"actions per episode in training and evaluation (default {d.max_actions})")
+    p.add_argument("--train-threads", type=int, default=d.train_threads,
+                   help=f"torch threads while training (default {d.train_threads}; 0 = torch's default)")
     p.add_argument("--face-size", type=int, default=d.face_size, help=f"skybox face pixels (default {d.face_size})")
     p.add_argument("--image-size", type=int, default=d.image_size,
                    help=f"encoder input pixels (default {d.image_size}; 0 = the encoder's native size)")
@@ -361,6 +391,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(out=Path(args.out), houses=args.houses, seed=args.seed, encoder=args.encoder, iters=args.iters,
                      batch_size=args.batch_size, max_actions=args.max_actions, face_size=args.face_size,
+                     train_threads=args.train_threads,
                      image_size=args.image_size or None, weights=args.weights,
                      paths_per_house=args.paths_per_house, vision_free=not args.no_vision_free,
                      rollout=not args.no_rollout, progress=not args.no_progress)

@@ -41,7 +41,7 @@ def _follower_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device) 
         raise DataError("this checkpoint holds a speaker, not a follower; pass a follower or "
                         "back-translation checkpoint (DIR/best.pt of `vln-clip train --agent follower|bt`)")
     cfg = TrainConfig.from_dict(ckpt["config"])
-    vocab = Vocab(ckpt["vocab"][4:])
+    vocab = Vocab(ckpt["vocab"])
     model = Follower(len(vocab), int(ckpt["feature_dim"]), cfg.embed_dim, cfg.hidden_dim, cfg.angle_embed_dim,
                      cfg.dropout, cfg.feat_dropout, vocab.pad)
     model.load_state_dict(ckpt["models"]["follower"])

@@ -430,7 +430,7 @@ class Run:
                             + (f" in language {cfg.language}" if cfg.dataset == "rxr" else ""))
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
-        self.vocab = Vocab(resume["vocab"][4:]) if resume else build_vocab(self.episodes["train"], cfg)
+        self.vocab = Vocab(resume["vocab"]) if resume else build_vocab(self.episodes["train"], cfg)
         self.features = self._open_features()
         self.feature_dim = 0 if self.features is None else int(self.features.dim)
         if cfg.eval_max_episodes:
@@ -502,7 +502,7 @@ class Run:
         sp = load_checkpoint(c.speaker_checkpoint, self.device)
         if sp["vocab"] != self.vocab.itos:
             # the follower must read the speaker's words: adopt the speaker's vocabulary
-            self.vocab = Vocab(sp["vocab"][4:])
+            self.vocab = Vocab(sp["vocab"])
             self.tokens = {s: encode_instructions(e, self.vocab, c.max_instr_len, c.tokenizer_dataset).to(self.device)
                            for s, e in self.episodes.items()}
             self.lengths = {s: (t != self.vocab.pad).sum(1).cpu() for s, t in self.tokens.items()}

@@ -31,17 +31,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vln_clip.geometry import (ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREMENT,
-                               NUM_VIEWS, angle_feature)
+from vln_clip.geometry import (HEADING_COUNT, HEADING_INCREMENT, NUM_VIEWS, VIEW_ELEVATIONS,
+                               VIEW_HEADINGS, angle_feature)
 from vln_clip.graph import NavGraph
 
 #: EnvDrop renders 640x480 at VFOV 60 degrees; MatterSim's horizontal FOV is VFOV * W / H.
 ENVDROP_WIDTH, ENVDROP_HEIGHT, ENVDROP_VFOV = 640, 480, math.radians(60)
 ENVDROP_HFOV = ENVDROP_VFOV * ENVDROP_WIDTH / ENVDROP_HEIGHT
 
-#: heading / elevation of each of the 36 views exactly as the simulator's snapping yields them
-SWEEP_HEADINGS = np.array([(v % HEADING_COUNT) * HEADING_INCREMENT for v in range(NUM_VIEWS)])
-SWEEP_ELEVATIONS = np.array([(v // HEADING_COUNT - 1) * ELEVATION_INCREMENT for v in range(NUM_VIEWS)])
+#: heading / elevation of each of the 36 views (the one definition lives in vln_clip.geometry)
+SWEEP_HEADINGS = VIEW_HEADINGS
+SWEEP_ELEVATIONS = VIEW_ELEVATIONS
 
 
 def agent_heading(view: np.ndarray | int) -> np.ndarray | float:

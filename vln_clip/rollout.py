@@ -23,7 +23,7 @@ import numpy as np
 
 from vln_clip.episodes import Episode
 from vln_clip.errors import DataError
-from vln_clip.geometry import wrap_to_pi
+from vln_clip.geometry import snap_elevation, snap_heading, view_index, wrap_to_pi
 from vln_clip.graph import NavGraph
 
 POLICIES = ("human", "agent", "teacher", "random")
@@ -103,9 +103,7 @@ class StepRecord:
         chosen = self.chosen
         if chosen is not None and chosen.view_index >= 0:
             return chosen.view_index
-        step = int(math.floor(self.heading / (math.pi / 6) + 0.5)) % 12
-        level = 1 if abs(self.elevation) < math.pi / 12 else (2 if self.elevation > 0 else 0)
-        return step + 12 * level
+        return view_index(snap_heading(self.heading)[1], snap_elevation(self.elevation)[1])
 
     def action_label(self) -> str:
         if self.action is None:
@@ -395,19 +393,19 @@ def describe_state(obs: Any, info: dict[str, Any], graph: NavGraph, step: int,
     from vln_clip.envs.panorama import scan_panorama
 
     ix = graph.idx(vp)
-    views = scan_panorama(graph).view[ix]
-    here = graph.positions[graph.idx(vp)]
+    table = scan_panorama(graph)  # candidate k of the env is column k of these tables
+    views = table.view[ix]
+    here = graph.positions[ix]
     probs = decision.probs if decision is not None else None
     cands: list[Candidate] = []
     for k, cvp in enumerate(cand_vps):
         if cvp is None or cvp == "" or k == stop or (k < len(mask) and not mask[k]):
             continue
         d = graph.positions[graph.idx(str(cvp))] - here
-        horiz = math.hypot(d[0], d[1])
         cands.append(Candidate(
             action=k, viewpoint=str(cvp),
-            heading=wrap_to_pi(math.atan2(d[0], d[1]) - heading),
-            elevation=math.atan2(d[2], horiz),
+            heading=wrap_to_pi(float(table.heading[ix, k]) - heading),
+            elevation=float(table.elevation[ix, k]),
             distance=float(np.linalg.norm(d)),
             view_index=int(views[k]) if views is not None else -1,
             prob=float(probs[k]) if probs is not None and k < len(probs) else None,

@@ -117,6 +117,26 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     c.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     c.set_defaults(func=_convert)
 
+    q = add_parser(fsub, "pca", "reduce a store to its principal components, fitted on the training scans",
+                   ["vln-clip features pca --features data/features/clip_vit_b32.h5 --fit-split "
+                    "data/r2r/R2R_train.json --dim 64 --out data/features/clip_vit_b32_pca64.h5",
+                    "vln-clip features pca --features f.h5 --fit-scans 17DRP5sb8fy,1LXtFkjw3qL --dim 128 "
+                    "--out f_pca128.h5 --no-whiten"],
+                   description="Fits PCA (whitened by default) on every view of the scans of --fit-split "
+                               "(or --fit-scans) only, so nothing of val/test leaks into the projection, "
+                               "and projects every viewpoint of the store. The new store keeps the "
+                               "encoder name and records the projection in pca_* attributes. Use it "
+                               "with `vln-clip train --features OUT.h5`.")
+    q.add_argument("--features", required=True, type=Path, help="source feature store (.h5)")
+    q.add_argument("--out", required=True, type=Path)
+    q.add_argument("--dim", type=int, default=64, help="components to keep (default 64)")
+    fit = q.add_mutually_exclusive_group(required=True)
+    fit.add_argument("--fit-split", type=Path, help="R2R/RxR split file whose scans fit the projection "
+                                                   "(the training split)")
+    fit.add_argument("--fit-scans", help="comma-separated scan ids that fit the projection")
+    q.add_argument("--no-whiten", action="store_true", help="keep the components' variances")
+    q.set_defaults(func=_pca)
+
 
 def _view_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=640, help="view width (default 640)")
@@ -219,4 +239,18 @@ def _convert(args: argparse.Namespace) -> int:
 
     n = convert_tsv(args.tsv, args.out, encoder=args.encoder, dtype=args.dtype, bgr=args.bgr or None)
     print(f"{args.out}: {n} viewpoints converted from {args.tsv}")
+    return 0
+
+
+def _pca(args: argparse.Namespace) -> int:
+    from vln_clip.episodes import read_episodes
+    from vln_clip.features.pca import write_pca_store
+
+    if args.fit_split is not None:
+        scans = sorted({e.scan for e in read_episodes(args.fit_split)})
+    else:
+        scans = [s.strip() for s in args.fit_scans.split(",") if s.strip()]
+    proj = write_pca_store(args.features, args.out, scans, args.dim, whiten=not args.no_whiten)
+    print(f"{args.out}: {args.dim} components of {args.features} fitted on {len(scans)} scans "
+          f"({proj.fitted_views} views), {100 * proj.explained:.1f}% of the variance")
     return 0

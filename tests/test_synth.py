@@ -617,3 +617,17 @@ def test_interrupted_rendering_resumes(tmp_path, world):
     assert not (root / ".synth_in_progress.json").exists()
     for f in missing:
         assert f.read_bytes() == (world.root / f.relative_to(root)).read_bytes()
+
+
+def test_landmark_style_says_no_turn_and_the_others_do():
+    """Style 1 instructions name only rooms and objects: a vision-free follower cannot solve them."""
+    from vln_clip.synth.language import EN_TURN, Event, realise_en
+
+    events = [Event("turn", direction="left"), Event("enter", room="kitchen"), Event("turn", direction="right"),
+              Event("stop_room", room="kitchen")]
+    turn_phrases = [p for opts in EN_TURN.values() for p in opts]
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        texts = [realise_en(events, rng, style).lower() for style in range(3)]
+        assert not any(p in texts[1] for p in turn_phrases) and "kitchen" in texts[1]
+        assert sum(p in texts[0] for p in turn_phrases) == 2 and sum(p in texts[2] for p in turn_phrases) == 2

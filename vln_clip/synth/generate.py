@@ -37,7 +37,7 @@ from .layout import (Viewpoint, connect, connectivity_json, largest_component, p
 from .render import RayCaster, Rects, build_scene, resolve_renderer
 from .world import House, make_house
 
-GENERATOR_VERSION = "1.1"
+GENERATOR_VERSION = "1.2"
 SPLITS = ("train", "val_seen", "val_unseen", "test")
 RXR_SPLITS = ("train", "val_seen", "val_unseen")
 VIEW_VFOV = math.radians(60)

@@ -221,8 +221,15 @@ def _compact(events: list[Event], style: int) -> list[Event]:
 
 
 def realise_en(events: list[Event], rng: np.random.Generator, style: int) -> str:
-    """One English instruction; ``style`` 0 names rooms and objects, 1 leans on objects, 2 is terse."""
+    """One English instruction; ``style`` 0 names rooms and objects, 1 leans on landmarks, 2 is terse.
+
+    Style 1 says no turn at all, like the many R2R instructions that only name what to walk
+    past and into ("walk past the sofa into the kitchen, stop by the fridge"): following it
+    needs the views, so a vision-free follower cannot solve it from the words alone.
+    """
     events = _compact(events, style)
+    if style == 1:
+        events = [e for e in events if e.kind != "turn"]
     clauses: list[str] = []
     skip_next_enter = False
     for k, ev in enumerate(events):

@@ -103,20 +103,66 @@ def runs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def one_follower(args: argparse.Namespace) -> dict[str, Any]:
+    """One follower (``--features none``: the vision-free one) or, with ``--agent speaker``, the speaker."""
     import torch
 
     from vln_clip.agents.config import TrainConfig
     from vln_clip.agents.trainer import train
 
     torch.set_num_threads(args.threads)
+    blind = args.features == "none"
     cfg = TrainConfig.preset("synthetic", data_dir=args.world, out_dir=args.out, batch_size=args.batch,
                              hidden_dim=args.hidden, eval_every=args.eval_every, save_every=args.eval_every,
-                             log_every=10, max_actions=args.max_actions, iters=args.iters, features=args.features,
-                             encoder=Path(args.features).stem)
-    res = train(cfg, progress=False)
-    out = {k: round(float(res.metrics["val_unseen"][k]), 4) for k in ("success", "spl", "ndtw")}
-    out["best_val_unseen_success"] = res.best_score
+                             log_every=20, max_actions=args.max_actions, iters=args.iters, agent=args.agent,
+                             features=None if blind else args.features, no_vision=blind, seed=args.seed,
+                             encoder="clip_vit_b32" if blind else Path(args.features).stem)
+    res = train(cfg, progress=False, resume=(Path(args.out) / "last.pt").exists())
+    keys = ("bleu",) if args.agent == "speaker" else ("success", "spl", "ndtw")
+    out = {k: round(float(res.metrics["val_unseen"][k]), 4) for k in keys}
+    out["best_val_unseen"] = res.best_score
     return out
+
+
+def back_translation(args: argparse.Namespace) -> dict[str, Any]:
+    """BT from a follower's best checkpoint vs plain training from that same checkpoint, same iterations."""
+    import shutil
+
+    import torch
+
+    from vln_clip.agents.aug_paths import write_aug_paths
+    from vln_clip.agents.checkpoint import load_checkpoint
+    from vln_clip.agents.config import TrainConfig
+    from vln_clip.agents.trainer import train
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    aug = out / "aug_paths.json"
+    if not aug.exists():
+        write_aug_paths(Path(args.world) / "connectivity", Path(args.world) / "r2r" / "R2R_train.json", aug,
+                        per_scan=args.per_scan, seed=0)
+    common = dict(data_dir=args.world, batch_size=args.batch, hidden_dim=args.hidden, eval_every=args.eval_every,
+                  save_every=args.eval_every, log_every=20, max_actions=args.max_actions, features=args.features,
+                  encoder=Path(args.features).stem)
+    start = Path(args.follower_checkpoint)
+    results: dict[str, Any] = {"start_iteration": int(load_checkpoint(start)["iteration"])}
+    bt = train(TrainConfig.preset("synthetic", out_dir=str(out / "bt"), agent="bt", iters=args.iters,
+                                  aug_paths=str(aug), speaker_checkpoint=args.speaker_checkpoint,
+                                  follower_checkpoint=str(start), **common),
+               progress=False, resume=(out / "bt" / "last.pt").exists())
+    results["follower_bt"] = {k: round(float(bt.metrics["val_unseen"][k]), 4) for k in ("success", "spl", "ndtw")}
+    results["follower_bt"]["best_val_unseen"] = bt.best_score
+    plain = out / "continued"
+    plain.mkdir(exist_ok=True)
+    if not (plain / "last.pt").exists():
+        shutil.copyfile(start, plain / "last.pt")
+    more = train(TrainConfig.preset("synthetic", out_dir=str(plain),
+                                    iters=results["start_iteration"] + args.iters, **common),
+                 progress=False, resume=True)
+    results["follower_continued"] = {k: round(float(more.metrics["val_unseen"][k]), 4)
+                                     for k in ("success", "spl", "ndtw")}
+    results["follower_continued"]["best_val_unseen"] = more.best_score
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,13 +183,27 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--eval-every", type=int, default=50)
     r.add_argument("--per-scan", type=int, default=200)
     r.add_argument("--threads", type=int, default=1)
-    f = sub.add_parser("follower", help="train and evaluate one follower (e.g. on CLIP features)")
-    for a, kw in (("--world", dict(required=True)), ("--features", dict(required=True)), ("--out", dict(required=True)),
-                  ("--iters", dict(type=int, default=300)), ("--batch", dict(type=int, default=32)),
-                  ("--hidden", dict(type=int, default=256)), ("--max-actions", dict(type=int, default=35)),
-                  ("--eval-every", dict(type=int, default=50)), ("--threads", dict(type=int, default=1))):
+    f = sub.add_parser("follower", help="train and evaluate one follower (or --agent speaker); resumes OUT/last.pt")
+    for a, kw in (("--world", dict(required=True)),
+                  ("--features", dict(required=True, help="feature store, or 'none' for the vision-free follower")),
+                  ("--out", dict(required=True)), ("--agent", dict(default="follower", choices=("follower", "speaker"))),
+                  ("--iters", dict(type=int, default=1200)), ("--batch", dict(type=int, default=32)),
+                  ("--hidden", dict(type=int, default=256)), ("--max-actions", dict(type=int, default=15)),
+                  ("--eval-every", dict(type=int, default=100)), ("--threads", dict(type=int, default=1)),
+                  ("--seed", dict(type=int, default=0))):
         f.add_argument(a, **kw)
+    b = sub.add_parser("bt", help="back-translation from a follower checkpoint vs plain training from it")
+    for a, kw in (("--world", dict(required=True)), ("--features", dict(required=True)), ("--out", dict(required=True)),
+                  ("--follower-checkpoint", dict(required=True)), ("--speaker-checkpoint", dict(required=True)),
+                  ("--iters", dict(type=int, default=300)), ("--batch", dict(type=int, default=32)),
+                  ("--hidden", dict(type=int, default=256)), ("--max-actions", dict(type=int, default=15)),
+                  ("--eval-every", dict(type=int, default=100)), ("--per-scan", dict(type=int, default=200)),
+                  ("--threads", dict(type=int, default=1))):
+        b.add_argument(a, **kw)
     args = p.parse_args(argv)
+    if args.cmd == "bt":
+        print(json.dumps(back_translation(args)))
+        return 0
     if args.cmd == "follower":
         print(json.dumps(one_follower(args)))
         return 0

@@ -216,6 +216,20 @@ def test_cli_train_json_summary(world: Path, tmp_path: Path, capsys: pytest.Capt
     assert rc == 2 and "vln-clip features extract --encoder clip_res50" in capsys.readouterr().err
 
 
+def test_cli_imitation_only_and_model_size_reach_the_config(world: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]):
+    from vln_clip.cli.main import main
+
+    rc = main(["train", "--dataset", "synthetic", "--data-dir", str(world), "--no-vision", "--iters", "1",
+               "--batch-size", "4", "--eval-max-episodes", "4", "--out", str(tmp_path), "--json", "--no-progress",
+               "--no-rl", "--hidden-dim", "64", "--max-actions", "7"])
+    assert rc == 0
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["config"]["use_rl"] is False and ckpt["config"]["max_actions"] == 7
+    assert ckpt["models"]["follower"]["encoder2decoder.weight"].shape == (64, 64)
+    assert not any(k.startswith("rl_loss") for h in ckpt["history"] for k in h)
+
+
 def test_graph_step_module_matches_eager_step_and_needs_cuda(world: Path, tmp_path: Path):
     from vln_clip.agents.trainer import StepModule
 

@@ -47,6 +47,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="continue OUT/last.pt (or CKPT) with its model, optimizer, RNG states and iteration")
     p.add_argument("--features", default=None, help="explicit feature store (.h5) instead of DATA/features/<encoder>.h5")
     p.add_argument("--no-vision", action="store_true", help="vision-free follower: angle features only")
+    p.add_argument("--no-rl", action="store_true",
+                   help="imitation only (teacher forcing, EnvDrop's feedback=teacher): no A2C rollout")
+    p.add_argument("--hidden-dim", type=int, default=None, help="LSTM hidden size (EnvDrop: 512)")
+    p.add_argument("--max-actions", type=int, default=None, help="actions per episode (EnvDrop: 35)")
     p.add_argument("--device", default=None, help="cpu (default), cuda, cuda:1 ...")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="capture each training rollout's decoder steps as CUDA graphs (GPU only)")
@@ -83,7 +87,8 @@ def _run(args: argparse.Namespace) -> int:
             log_every=args.log_every, eval_every=args.eval_every, save_every=args.save_every,
             eval_max_episodes=args.eval_max_episodes, features=args.features, no_vision=args.no_vision or None,
             device=args.device, seed=args.seed, aug_paths=args.aug_paths, speaker_checkpoint=args.speaker_checkpoint,
-            follower_checkpoint=args.follower_checkpoint, cuda_graphs=args.cuda_graphs or None)
+            follower_checkpoint=args.follower_checkpoint, cuda_graphs=args.cuda_graphs or None,
+            use_rl=False if args.no_rl else None, hidden_dim=args.hidden_dim, max_actions=args.max_actions)
         if cfg.features is None and not cfg.no_vision:
             _check_encoder_dim(cfg)
     result = train(cfg, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())

@@ -115,7 +115,8 @@ def one_follower(args: argparse.Namespace) -> dict[str, Any]:
                              hidden_dim=args.hidden, eval_every=args.eval_every, save_every=args.eval_every,
                              log_every=20, max_actions=args.max_actions, iters=args.iters, agent=args.agent,
                              features=None if blind else args.features, no_vision=blind, seed=args.seed,
-                             encoder="clip_vit_b32" if blind else Path(args.features).stem)
+                             encoder="clip_vit_b32" if blind else Path(args.features).stem,
+                             use_rl=not args.no_rl)
     res = train(cfg, progress=False, resume=(Path(args.out) / "last.pt").exists())
     keys = ("bleu",) if args.agent == "speaker" else ("success", "spl", "ndtw")
     out = {k: round(float(res.metrics["val_unseen"][k]), 4) for k in keys}
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                   ("--eval-every", dict(type=int, default=100)), ("--threads", dict(type=int, default=1)),
                   ("--seed", dict(type=int, default=0))):
         f.add_argument(a, **kw)
+    f.add_argument("--no-rl", action="store_true", help="imitation only (no A2C rollout)")
     b = sub.add_parser("bt", help="back-translation from a follower checkpoint vs plain training from it")
     for a, kw in (("--world", dict(required=True)), ("--features", dict(required=True)), ("--out", dict(required=True)),
                   ("--follower-checkpoint", dict(required=True)), ("--speaker-checkpoint", dict(required=True)),

@@ -124,6 +124,70 @@ def one_follower(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def probe(args: argparse.Namespace) -> dict[str, Any]:
+    """Linear probe: does the feature of a candidate's view tell the room type of that candidate?
+
+    For every navigation edge of the world, the feature of the view EnvDrop attaches the
+    neighbour to (the panorama tables of ``vln_clip.envs.panorama``) is labelled with the room
+    type of the neighbour (``DIR/scenes``). A softmax regression on standardized features is
+    fitted on the training houses and scored on the val_unseen + test houses. This separates
+    "the features do not carry the information" from "the follower does not learn to use it".
+    """
+    import torch
+
+    from vln_clip.envs.panorama import scan_panorama
+    from vln_clip.features.store import FeatureStore
+    from vln_clip.graph import GraphStore
+
+    world = Path(args.world)
+    splits = json.loads((world / "world.json").read_text())["splits"]
+    graphs = GraphStore(world / "connectivity")
+    store = FeatureStore(args.features)
+
+    def data(scans: list[str]) -> tuple[np.ndarray, list[str], np.ndarray]:
+        xs, ys, change = [], [], []
+        for scan in scans:
+            scene = json.loads((world / "scenes" / f"{scan}.json").read_text())
+            room = {v["id"]: v["room_type"] for v in scene["viewpoints"]}
+            g = graphs[scan]
+            pano = scan_panorama(g)
+            for i, vp in enumerate(g.viewpoints):
+                feats = store.get(scan, vp)
+                for k in range(int(pano.num_candidates[i])):
+                    xs.append(feats[pano.view[i, k]])
+                    ys.append(room[g.viewpoints[pano.neighbour[i, k]]])
+                    change.append(ys[-1] != room[vp])
+        return np.array(xs, dtype=np.float64), ys, np.array(change)
+
+    xtr, ytr, _ = data(splits["train"])
+    xte, yte, change = data(splits["val_unseen"] + splits["test"])
+    classes = sorted(set(ytr) | set(yte))
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    torch.manual_seed(0)
+    a, b = torch.tensor((xtr - mu) / sd), torch.tensor((xte - mu) / sd)
+    ya = torch.tensor([classes.index(y) for y in ytr])
+    yb = torch.tensor([classes.index(y) for y in yte])
+    lin = torch.nn.Linear(a.shape[1], len(classes)).double()
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=500)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(lin(a), ya) + 1e-3 * (lin.weight ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        acc = lambda x, y: round(float((lin(x).argmax(1) == y).double().mean()), 3)  # noqa: E731
+        vals, counts = np.unique(ytr, return_counts=True)
+        majority = round(float(np.mean(np.array(yte) == vals[counts.argmax()])), 3)
+        moves = torch.tensor(change)
+        return {"features": str(args.features), "edges_train": len(ytr), "edges_unseen": len(yte),
+                "classes": len(classes), "train_accuracy": acc(a, ya), "unseen_accuracy": acc(b, yb),
+                "unseen_accuracy_into_another_room": acc(b[moves], yb[moves]),
+                "edges_unseen_into_another_room": int(moves.sum()), "unseen_majority_class": majority}
+
+
 def back_translation(args: argparse.Namespace) -> dict[str, Any]:
     """BT from a follower's best checkpoint vs plain training from that same checkpoint, same iterations."""
     import shutil
@@ -194,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
                   ("--seed", dict(type=int, default=0))):
         f.add_argument(a, **kw)
     f.add_argument("--no-rl", action="store_true", help="imitation only (no A2C rollout)")
+    pr = sub.add_parser("probe", help="linear probe: candidate view feature -> room type of the candidate")
+    pr.add_argument("--world", required=True)
+    pr.add_argument("--features", required=True)
     b = sub.add_parser("bt", help="back-translation from a follower checkpoint vs plain training from it")
     for a, kw in (("--world", dict(required=True)), ("--features", dict(required=True)), ("--out", dict(required=True)),
                   ("--follower-checkpoint", dict(required=True)), ("--speaker-checkpoint", dict(required=True)),
@@ -203,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
                   ("--threads", dict(type=int, default=1))):
         b.add_argument(a, **kw)
     args = p.parse_args(argv)
+    if args.cmd == "probe":
+        print(json.dumps(probe(args)))
+        return 0
     if args.cmd == "bt":
         print(json.dumps(back_translation(args)))
         return 0

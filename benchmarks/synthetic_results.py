@@ -210,10 +210,14 @@ def back_translation(args: argparse.Namespace) -> dict[str, Any]:
                   save_every=args.eval_every, log_every=20, max_actions=args.max_actions, features=args.features,
                   encoder=Path(args.features).stem)
     start = Path(args.follower_checkpoint)
+    start_cfg = load_checkpoint(start)["config"]
+    if start_cfg["use_rl"] == args.no_rl:
+        raise SystemExit(f"{start}: trained {'with' if start_cfg['use_rl'] else 'without'} A2C; pass "
+                         f"{'no --no-rl' if start_cfg['use_rl'] else '--no-rl'} so both arms train like it")
     results: dict[str, Any] = {"start_iteration": int(load_checkpoint(start)["iteration"])}
     bt = train(TrainConfig.preset("synthetic", out_dir=str(out / "bt"), agent="bt", iters=args.iters,
                                   aug_paths=str(aug), speaker_checkpoint=args.speaker_checkpoint,
-                                  follower_checkpoint=str(start), **common),
+                                  follower_checkpoint=str(start), use_rl=not args.no_rl, **common),
                progress=False, resume=(out / "bt" / "last.pt").exists())
     results["follower_bt"] = {k: round(float(bt.metrics["val_unseen"][k]), 4) for k in ("success", "spl", "ndtw")}
     results["follower_bt"]["best_val_unseen"] = bt.best_score
@@ -269,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                   ("--eval-every", dict(type=int, default=100)), ("--per-scan", dict(type=int, default=200)),
                   ("--threads", dict(type=int, default=1))):
         b.add_argument(a, **kw)
+    b.add_argument("--no-rl", action="store_true", help="imitation only, for a follower trained with --no-rl")
     args = p.parse_args(argv)
     if args.cmd == "probe":
         print(json.dumps(probe(args)))

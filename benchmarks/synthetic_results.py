@@ -188,6 +188,45 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
                 "edges_unseen_into_another_room": int(moves.sum()), "unseen_majority_class": majority}
 
 
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Paired comparison of two followers on the same val_unseen instructions.
+
+    Both checkpoints decode every instruction greedily; the SR/SPL/nDTW differences get a 95%
+    bootstrap interval that resamples *paths* (the three instructions of a path share a start and
+    a goal, so they are not independent), and the instructions are split by who succeeded.
+    """
+    from vln_clip.agents.inference import predict_trajectories
+    from vln_clip.episodes import read_episodes
+    from vln_clip.eval.metrics import score_paths
+    from vln_clip.graph import GraphStore
+
+    world = Path(args.world)
+    split = world / "r2r" / "R2R_val_unseen.json"
+    episodes = read_episodes(split)
+    graphs = GraphStore(world / "connectivity")
+    cols = {}
+    for name, ckpt, feats in (("a", args.a, args.a_features), ("b", args.b, args.b_features)):
+        preds = predict_trajectories(ckpt, split, world / "connectivity", features=None if feats == "none" else feats)
+        res = score_paths({p["instr_id"]: [t[0] for t in p["trajectory"]] for p in preds}, episodes, graphs)
+        order = {e.instr_id: i for i, e in enumerate(res.episodes)}
+        idx = [order[e.instr_id] for e in episodes]
+        cols[name] = {k: res.column(k)[idx] for k in ("success", "spl", "ndtw")}
+    paths = np.array([e.instr_id.rsplit("_", 1)[0] for e in episodes])
+    groups = [np.flatnonzero(paths == p) for p in np.unique(paths)]
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {"a": args.a, "b": args.b, "instructions": len(episodes), "paths": len(groups)}
+    for k in ("success", "spl", "ndtw"):
+        d = cols["b"][k] - cols["a"][k]
+        boots = [np.concatenate([d[groups[g]] for g in rng.integers(len(groups), size=len(groups))]).mean()
+                 for _ in range(args.bootstrap)]
+        out[k] = {"a": round(float(cols["a"][k].mean()), 4), "b": round(float(cols["b"][k].mean()), 4),
+                  "b_minus_a": round(float(d.mean()), 4),
+                  "ci95": [round(float(np.percentile(boots, 2.5)), 4), round(float(np.percentile(boots, 97.5)), 4)]}
+    sa, sb = cols["a"]["success"] > 0.5, cols["b"]["success"] > 0.5
+    out["only_a_succeeds"], out["only_b_succeeds"] = int((sa & ~sb).sum()), int((sb & ~sa).sum())
+    return out
+
+
 def back_translation(args: argparse.Namespace) -> dict[str, Any]:
     """BT from a follower's best checkpoint vs plain training from that same checkpoint, same iterations."""
     import shutil
@@ -265,6 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     pr = sub.add_parser("probe", help="linear probe: candidate view feature -> room type of the candidate")
     pr.add_argument("--world", required=True)
     pr.add_argument("--features", required=True)
+    c = sub.add_parser("compare", help="paired val_unseen comparison of two followers with a path bootstrap")
+    c.add_argument("--world", required=True)
+    c.add_argument("--a", required=True, help="checkpoint A (e.g. the vision-free follower)")
+    c.add_argument("--a-features", default="none")
+    c.add_argument("--b", required=True, help="checkpoint B")
+    c.add_argument("--b-features", default="none")
+    c.add_argument("--bootstrap", type=int, default=2000)
     b = sub.add_parser("bt", help="back-translation from a follower checkpoint vs plain training from it")
     for a, kw in (("--world", dict(required=True)), ("--features", dict(required=True)), ("--out", dict(required=True)),
                   ("--follower-checkpoint", dict(required=True)), ("--speaker-checkpoint", dict(required=True)),
@@ -275,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         b.add_argument(a, **kw)
     b.add_argument("--no-rl", action="store_true", help="imitation only, for a follower trained with --no-rl")
     args = p.parse_args(argv)
+    if args.cmd == "compare":
+        print(json.dumps(compare(args)))
+        return 0
     if args.cmd == "probe":
         print(json.dumps(probe(args)))
         return 0

@@ -1,20 +1,26 @@
-"""The training evidence of docs/training.md on a synthetic world, one command per table row.
+"""The training evidence of docs/training.md on a synthetic world, one subcommand per step.
 
-Steps (each a normal ``vln-clip`` / Python API call, so every number can be reproduced alone):
+Each step is a normal ``vln-clip`` / Python API call, so every number can be reproduced alone
+(and the single-run steps can run side by side, one per core):
 
-1. ``oracle`` : write *oracle scene features* for the world: for each of the 36 views of a
-   viewpoint, a multi-hot vector of what the scene description (``DIR/scenes/<scan>.json``)
-   says is there: the viewpoint's room type, and the types, colours and room types of the
-   objects visible in that view. No pixels, no CLIP: the upper bound of what a perfect
-   encoder could tell the follower about the synthetic houses.
-2. ``runs``   : train followers (with features, vision-free), the speaker, sample augmented
-   paths, back-translate, and continue the plain follower for the same number of
-   iterations as the back-translation run (the fair comparison); evaluate the untrained
-   follower too. Prints one JSON object with val_unseen SR/SPL/nDTW per agent and BLEU.
+* ``oracle``   : write *oracle scene features*: for each of the 36 views of a viewpoint, a
+  multi-hot vector of what the scene description (``DIR/scenes/<scan>.json``) says is there:
+  the viewpoint's room type, and the types, colours and room types of the objects visible in
+  that view. No pixels, no CLIP: an upper bound of what a perfect encoder could tell.
+* ``probe``    : linear probe, candidate view feature -> room type behind the candidate.
+* ``follower`` : train and validate one follower (``--features none``: vision-free; ``--agent
+  speaker``: the speaker); resumes ``OUT/last.pt``, so ``--iters`` can be raised later.
+* ``compare``  : paired val_unseen comparison of two checkpoints with a path-level bootstrap.
+* ``bt``       : back-translation from a follower checkpoint against plain training from it.
+* ``runs``     : the whole chain in one process (untrained, speaker, vision-free, follower, BT,
+  continued), for small worlds.
 
-    python benchmarks/synthetic_results.py oracle --world data/synthetic
-    python benchmarks/synthetic_results.py runs --world data/synthetic --features data/synthetic/features/oracle_scene.h5 \
-        --out runs/syn_results --iters 300 --bt-iters 150
+    W=data/synthetic
+    python benchmarks/synthetic_results.py oracle --world $W
+    python benchmarks/synthetic_results.py follower --world $W --features none --out runs/nv --no-rl
+    python benchmarks/synthetic_results.py follower --world $W --features $W/features/clip_vit_b32_pca64.h5 --out runs/pca --no-rl
+    python benchmarks/synthetic_results.py compare --world $W --a runs/nv/last.pt --b runs/pca/last.pt \
+        --b-features $W/features/clip_vit_b32_pca64.h5
 """
 
 from __future__ import annotations
@@ -321,23 +327,12 @@ def main(argv: list[str] | None = None) -> int:
         b.add_argument(a, **kw)
     b.add_argument("--no-rl", action="store_true", help="imitation only, for a follower trained with --no-rl")
     args = p.parse_args(argv)
-    if args.cmd == "compare":
-        print(json.dumps(compare(args)))
-        return 0
-    if args.cmd == "probe":
-        print(json.dumps(probe(args)))
-        return 0
-    if args.cmd == "bt":
-        print(json.dumps(back_translation(args)))
-        return 0
-    if args.cmd == "follower":
-        print(json.dumps(one_follower(args)))
-        return 0
     if args.cmd == "oracle":
         world = Path(args.world)
         print(oracle_scene_features(world, world / "features" / "oracle_scene.h5"))
         return 0
-    print(json.dumps(runs(args)))
+    jobs = {"compare": compare, "probe": probe, "bt": back_translation, "follower": one_follower, "runs": runs}
+    print(json.dumps(jobs[args.cmd](args)))
     return 0
 
 

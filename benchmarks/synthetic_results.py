@@ -279,6 +279,17 @@ def back_translation(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _training_options(p: argparse.ArgumentParser, iters: int, max_actions: int, eval_every: int) -> None:
+    """Where a run goes and its CPU-sized schedule (shared by ``runs``, ``follower`` and ``bt``)."""
+    p.add_argument("--out", required=True)
+    p.add_argument("--iters", type=int, default=iters)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--max-actions", type=int, default=max_actions)
+    p.add_argument("--eval-every", type=int, default=eval_every)
+    p.add_argument("--threads", type=int, default=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -287,25 +298,16 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("runs", help="train and evaluate every agent")
     r.add_argument("--world", required=True)
     r.add_argument("--features", required=True)
-    r.add_argument("--out", required=True)
-    r.add_argument("--iters", type=int, default=300)
+    _training_options(r, iters=300, max_actions=35, eval_every=50)
     r.add_argument("--bt-iters", type=int, default=150)
     r.add_argument("--speaker-iters", type=int, default=300)
-    r.add_argument("--batch", type=int, default=32)
-    r.add_argument("--hidden", type=int, default=256)
-    r.add_argument("--max-actions", type=int, default=35)
-    r.add_argument("--eval-every", type=int, default=50)
     r.add_argument("--per-scan", type=int, default=200)
-    r.add_argument("--threads", type=int, default=1)
     f = sub.add_parser("follower", help="train and evaluate one follower (or --agent speaker); resumes OUT/last.pt")
-    for a, kw in (("--world", dict(required=True)),
-                  ("--features", dict(required=True, help="feature store, or 'none' for the vision-free follower")),
-                  ("--out", dict(required=True)), ("--agent", dict(default="follower", choices=("follower", "speaker"))),
-                  ("--iters", dict(type=int, default=1200)), ("--batch", dict(type=int, default=32)),
-                  ("--hidden", dict(type=int, default=256)), ("--max-actions", dict(type=int, default=15)),
-                  ("--eval-every", dict(type=int, default=100)), ("--threads", dict(type=int, default=1)),
-                  ("--seed", dict(type=int, default=0))):
-        f.add_argument(a, **kw)
+    f.add_argument("--world", required=True)
+    f.add_argument("--features", required=True, help="feature store, or 'none' for the vision-free follower")
+    f.add_argument("--agent", default="follower", choices=("follower", "speaker"))
+    _training_options(f, iters=1200, max_actions=15, eval_every=100)
+    f.add_argument("--seed", type=int, default=0)
     f.add_argument("--no-rl", action="store_true", help="imitation only (no A2C rollout)")
     pr = sub.add_parser("probe", help="linear probe: candidate view feature -> room type of the candidate")
     pr.add_argument("--world", required=True)
@@ -318,13 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--b-features", default="none")
     c.add_argument("--bootstrap", type=int, default=2000)
     b = sub.add_parser("bt", help="back-translation from a follower checkpoint vs plain training from it")
-    for a, kw in (("--world", dict(required=True)), ("--features", dict(required=True)), ("--out", dict(required=True)),
-                  ("--follower-checkpoint", dict(required=True)), ("--speaker-checkpoint", dict(required=True)),
-                  ("--iters", dict(type=int, default=300)), ("--batch", dict(type=int, default=32)),
-                  ("--hidden", dict(type=int, default=256)), ("--max-actions", dict(type=int, default=15)),
-                  ("--eval-every", dict(type=int, default=100)), ("--per-scan", dict(type=int, default=200)),
-                  ("--threads", dict(type=int, default=1))):
-        b.add_argument(a, **kw)
+    b.add_argument("--world", required=True)
+    b.add_argument("--features", required=True)
+    b.add_argument("--follower-checkpoint", required=True)
+    b.add_argument("--speaker-checkpoint", required=True)
+    _training_options(b, iters=300, max_actions=15, eval_every=100)
+    b.add_argument("--per-scan", type=int, default=200)
     b.add_argument("--no-rl", action="store_true", help="imitation only, for a follower trained with --no-rl")
     args = p.parse_args(argv)
     if args.cmd == "oracle":

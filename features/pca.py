@@ -54,7 +54,7 @@ def fit_pca(store: FeatureStore, scans: Iterable[str], dim: int, whiten: bool = 
     outer = np.zeros((store.dim, store.dim))
     n = 0
     for key in keys:
-        x = store.get(*key.split("_", 1)).astype(np.float64)
+        x = store.get(*key.split("_", 1), cache=False).astype(np.float64)
         total += x.sum(0)
         outer += x.T @ x
         n += len(x)
@@ -87,6 +87,6 @@ def write_pca_store(src: str | os.PathLike[str], out: str | os.PathLike[str], fi
         with FeatureWriter(tmp, dim, attrs, dtype="float32", flush_every=0) as writer:
             for key in store.keys():
                 scan, vp = key.split("_", 1)
-                writer.write(scan, vp, proj.apply(store.get(scan, vp)))
+                writer.write(scan, vp, proj.apply(store.get(scan, vp, cache=False)))
     os.replace(tmp, out)  # a killed run leaves only the .partial file, never a short store
     return proj

@@ -106,15 +106,21 @@ class FeatureStore:
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and key in self._h5
 
-    def get(self, scan: str, viewpoint: str) -> np.ndarray:
-        """The ``[36, D]`` float32 features of one viewpoint (cached after the first read)."""
+    def get(self, scan: str, viewpoint: str, cache: bool = True) -> np.ndarray:
+        """The ``[36, D]`` float32 features of one viewpoint.
+
+        Cached after the first read (environments revisit viewpoints); one pass over a whole
+        store (conversion, PCA) passes ``cache=False`` so that memory does not grow with it.
+        """
         key = feature_key(scan, viewpoint)
         arr = self._cache.get(key)
         if arr is None:
             if key not in self._h5:
                 raise DataError(f"{self.path}: no features for {key}; the store was made for other "
                                 "scans or is incomplete (re-run extraction: it resumes)")
-            arr = self._cache[key] = np.asarray(self._h5[key][()], dtype=np.float32)
+            arr = np.asarray(self._h5[key][()], dtype=np.float32)
+            if cache:
+                self._cache[key] = arr
         return arr
 
     def table(self, keys: Iterable[str]) -> np.ndarray:
@@ -213,7 +219,7 @@ def iter_store(path: str | os.PathLike[str]) -> Iterator[tuple[str, np.ndarray]]
     with FeatureStore(path) as store:
         for key in store.keys():
             scan, vp = key.split("_", 1)
-            yield key, store.get(scan, vp)
+            yield key, store.get(scan, vp, cache=False)
 
 
 def _plain(value: Any) -> Any:

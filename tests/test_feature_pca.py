@@ -60,6 +60,7 @@ def test_val_scans_do_not_change_the_projection(source, tmp_path):
     path, data, _ = source
     with FeatureStore(path) as st:
         a = fit_pca(st, ["trainA", "trainB"], 3)
+        assert not st._cache  # one pass over the store keeps nothing: memory stays D x D
     changed = dict(data)
     changed["valC_vp0"] = changed["valC_vp0"] * 50 + 3
     other = tmp_path / "other.h5"

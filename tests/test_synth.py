@@ -8,6 +8,7 @@ import json
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -22,6 +23,9 @@ from vln_clip.synth.generate import SynthConfig, _build_house
 from vln_clip.synth.language import classify_turn, path_events
 from vln_clip.synth.render import NumpyRenderer, RayCaster, build_scene, egl_available, render_panoramas
 from vln_clip.synth.skybox import face_directions, render_view
+
+if TYPE_CHECKING:
+    from vln_clip.envs.simulator import Simulator
 
 # Small houses (4 rooms) and few paths keep every world here to a second or two.
 TINY = dict(houses=3, paths_per_house=10, val_seen_per_house=3, rxr_paths_per_house=3, min_rooms=4, max_rooms=6,
@@ -412,7 +416,6 @@ def test_scene_geometry_is_closed(floors):
 def test_teacher_and_shortest_agent_reach_every_goal(world, store):
     pytest.importorskip("vln_clip.envs.nav_env")
     from vln_clip.envs.nav_env import NavEnv
-    from vln_clip.envs.simulator import Simulator
     from vln_clip.envs.teacher import run_shortest_agent
 
     for split in ("train", "val_unseen"):
@@ -427,12 +430,7 @@ def test_teacher_and_shortest_agent_reach_every_goal(world, store):
         env.close()
     # MatterSim-style low-level shortest agent through the simulator
     items = json.loads(world.r2r["val_seen"].read_text())
-    sim = Simulator()
-    sim.setNavGraphPath(str(world.connectivity))
-    sim.setDiscretizedViewingAngles(True)
-    sim.setBatchSize(len(items))
-    sim.setRenderingEnabled(False)
-    sim.initialize()
+    sim = _graph_only_simulator(world.connectivity, len(items))
     trajs = run_shortest_agent(sim, [i["scan"] for i in items], [i["path"][0] for i in items],
                                [i["heading"] for i in items], [i["path"][-1] for i in items])
     for traj, it in zip(trajs, items):
@@ -509,6 +507,19 @@ def test_landmark_side_is_hand_computed():
     assert _side(west_obj, south) == "right" and _side(east_obj, south) == "left"
 
 
+def _graph_only_simulator(connectivity: Path, batch: int) -> Simulator:
+    """MatterSim-API simulator on the world's graphs: discretized angles, no rendering."""
+    from vln_clip.envs.simulator import Simulator
+
+    sim = Simulator()
+    sim.setNavGraphPath(str(connectivity))
+    sim.setDiscretizedViewingAngles(True)
+    sim.setBatchSize(batch)
+    sim.setRenderingEnabled(False)
+    sim.initialize()
+    return sim
+
+
 @pytest.fixture(scope="module")
 def two_floor_world(tmp_path_factory: pytest.TempPathFactory):
     return generate_world(tmp_path_factory.mktemp("synth2") / "w", houses=3, seed=0, render=False,
@@ -552,7 +563,6 @@ def test_two_floors_joined_only_by_the_stairs(two_floor_world):
 
 
 def test_simulator_shortest_agent_climbs_the_stairs(two_floor_world):
-    from vln_clip.envs.simulator import Simulator
     from vln_clip.envs.teacher import run_shortest_agent
 
     w = two_floor_world
@@ -569,12 +579,7 @@ def test_simulator_shortest_agent_climbs_the_stairs(two_floor_world):
             starts.append(g.viewpoints[a])
             goals.append(g.viewpoints[b])
     assert scans
-    sim = Simulator()
-    sim.setNavGraphPath(str(w.connectivity))
-    sim.setDiscretizedViewingAngles(True)
-    sim.setBatchSize(len(scans))
-    sim.setRenderingEnabled(False)
-    sim.initialize()
+    sim = _graph_only_simulator(w.connectivity, len(scans))
     trajs = run_shortest_agent(sim, scans, starts, [0.0] * len(scans), goals, max_actions=200)
     for traj, goal in zip(trajs, goals):
         assert traj[-1][0] == goal

@@ -1,0 +1,1 @@
+"""Image captioning over grid features: Transformer captioner, self-critical training, decoding."""

@@ -1,0 +1,1 @@
+"""Encoder pre-training (contrastive vs classification) and the cross-task encoder comparison."""

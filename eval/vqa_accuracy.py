@@ -43,27 +43,28 @@ def vqa_accuracy(answers: Sequence[Sequence[str]], predictions: Sequence[str]) -
         raise ValueError(f"{len(answers)} answer lists for {n} predictions")
     if n == 0:
         return np.zeros(0, dtype=np.float64)
+    flat = [a for row in answers for a in row]
+    if len(flat) != n * N_ANSWERS:
+        bad = next(i for i, row in enumerate(answers) if len(row) != N_ANSWERS)
+        raise ValueError(f"question {bad}: {len(answers[bad])} answers, the official accuracy needs {N_ANSWERS}")
+    # Raw strings -> integer codes through a dict of the distinct strings (C-speed map calls).
+    everything = flat + list(predictions)
+    raw_index = {s: i for i, s in enumerate(dict.fromkeys(everything))}
+    codes = np.fromiter(map(raw_index.__getitem__, everything), dtype=np.int64, count=len(everything))
+    # Every distinct raw string is cleaned once; equal strings after cleaning share an id.
     ids: dict[str, int] = {}
-    cleaned: dict[str, int] = {}  # raw string -> id of its cleaned form
-
-    def cid(raw: str) -> int:
-        got = cleaned.get(raw)
-        if got is None:
-            got = ids.setdefault(clean(raw), len(ids))
-            cleaned[raw] = got
-        return got
-
-    gt = np.empty((n, N_ANSWERS), dtype=np.int64)
-    pred = np.empty(n, dtype=np.int64)
-    for i, (row, p) in enumerate(zip(answers, predictions)):
-        if len(row) != N_ANSWERS:
-            raise ValueError(f"question {i}: {len(row)} answers, the official accuracy needs {N_ANSWERS}")
-        gt[i] = [cid(a) for a in row]
-        pred[i] = cid(p)
-    # Questions whose cleaned answers differ get every string normalised.
+    clean_of = np.array([ids.setdefault(clean(s), len(ids)) for s in raw_index], dtype=np.int64)
+    gt = clean_of[codes[: n * N_ANSWERS]].reshape(n, N_ANSWERS)
+    pred = clean_of[codes[n * N_ANSWERS:]]
+    # Only questions whose cleaned answers differ get their strings normalised.
     differ = (gt != gt[:, :1]).any(axis=1)
+    needed = np.zeros(len(ids), dtype=bool)
+    needed[gt[differ].ravel()] = True
+    needed[pred[differ]] = True
     strings = list(ids)  # id -> cleaned string
-    norm_of = np.array([ids.setdefault(normalize_answer(s), len(ids)) for s in strings], dtype=np.int64)
+    norm_of = np.arange(len(strings), dtype=np.int64)
+    for i in np.flatnonzero(needed).tolist():
+        norm_of[i] = ids.setdefault(normalize_answer(strings[i]), len(ids))
     gt = np.where(differ[:, None], norm_of[gt], gt)
     pred = np.where(differ, norm_of[pred], pred)
     return leave_one_out_scores(gt == pred[:, None])
@@ -116,10 +117,15 @@ def summarize(accuracy: np.ndarray, question_types: Sequence[str], answer_types:
         raise ValueError("no questions to summarise")
 
     def by(types: Sequence[str]) -> dict[str, float]:
-        codes: dict[str, list[int]] = {}
-        for i, t in enumerate(types):
-            codes.setdefault(t, []).append(i)
-        return {t: _sequential_mean_percent(accuracy[np.asarray(idx)]) for t, idx in codes.items()}
+        # Group by type without a Python loop over questions; a stable sort keeps each group in
+        # question order, so its sum runs in the official order.
+        if len(types) != len(accuracy):
+            raise ValueError(f"{len(types)} types for {len(accuracy)} questions")
+        index = {t: i for i, t in enumerate(dict.fromkeys(types))}
+        codes = np.fromiter(map(index.__getitem__, types), dtype=np.int64, count=len(types))
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(index) + 1))
+        return {t: _sequential_mean_percent(accuracy[order[bounds[i]:bounds[i + 1]]]) for t, i in index.items()}
 
     per_answer = by(answer_types)
     ordered: dict[str, float | None] = {t: per_answer.pop(t, None) for t in ANSWER_TYPES}

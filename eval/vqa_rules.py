@@ -191,6 +191,7 @@ CONTRACTIONS: dict[str, str] = dict(
 _DIGIT_COMMA_DIGIT = re.compile(r"\d,\d", re.ASCII)
 # Equivalent to the official "(?!<=\d)(\.)(?!\d)": see the module docstring.
 _PERIOD_NOT_BEFORE_DIGIT = re.compile(r"\.(?!\d)", re.ASCII)
+_ANY_HANDLED = re.compile("[" + re.escape("".join(PUNCTUATION) + ".") + "]")
 #: ``re.UNICODE`` (32) lands in ``sub``'s count argument in the official code.
 PERIOD_REMOVAL_LIMIT = 32
 
@@ -205,6 +206,8 @@ def clean(text: str) -> str:
 
 def process_punctuation(text: str) -> str:
     """The official punctuation step (see the module docstring for its rules and quirks)."""
+    if _ANY_HANDLED.search(text) is None:
+        return text  # nothing to replace: every step below would be a no-op
     delete_all = _DIGIT_COMMA_DIGIT.search(text) is not None
     out = text
     for p in PUNCTUATION:

@@ -57,6 +57,11 @@ class EncoderSpec:
     weights_file: str  # file name of the original checkpoint (what to drop in $VLN_CLIP_WEIGHTS)
     paper_name: str
 
+    @property
+    def is_vit(self) -> bool:
+        """A vision transformer (patch tokens) rather than a ResNet (feature map)."""
+        return self.family in ("open_clip", "checkpoint") and self.arch.startswith("ViT")
+
 
 ENCODERS: dict[str, EncoderSpec] = {
     spec.name: spec
@@ -79,18 +84,21 @@ def encoder_names() -> list[str]:
     return list(ENCODERS)
 
 
-def get_spec(name: str) -> EncoderSpec:
-    """The registry entry for ``name``; an unknown name lists the valid ones."""
-    try:
-        return ENCODERS[name]
-    except KeyError:
-        raise DataError(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}") from None
+def get_spec(name: str | os.PathLike[str]) -> EncoderSpec:
+    """The registry entry for ``name``; an encoder checkpoint path (``vln-clip encoders
+    pretrain``) gives the spec recorded in it; an unknown name lists the valid ones."""
+    if str(name) in ENCODERS:
+        return ENCODERS[str(name)]
+    if is_encoder_checkpoint(name):
+        return checkpoint_spec(name)
+    raise DataError(f"unknown encoder {str(name)!r}; choose one of: {', '.join(ENCODERS)}, or pass an encoder "
+                    "checkpoint file made by `vln-clip encoders pretrain` (--encoder-checkpoint ENC.pt)") from None
 
 
 def grid_size(name: str, height: int, width: int) -> tuple[int, int]:
     """Grid ``(h, w)`` an encoder produces for an input of ``height x width`` pixels."""
     spec = get_spec(name)
-    if spec.family == "open_clip" and spec.arch.startswith("ViT"):
+    if spec.is_vit:
         return height // spec.stride, width // spec.stride
     # ResNets: stride-2 stem conv (pad 1), then four 2x reductions (avgpool/strided conv).
     h, w = height, width
@@ -209,32 +217,39 @@ class Encoder(nn.Module):
             images = images.float() / 255.0
         return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
 
-    def forward(self, images: torch.Tensor, normalized: bool = False, grid: bool = True) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, normalized: bool = False, grid: bool = True,
+                pooled: bool = True) -> dict[str, torch.Tensor]:
+        """``grid=False`` / ``pooled=False`` leave that output out; grid-only extraction skips
+        the CLIP ResNets' attention pool (about a fifth of RN50's work at 600x1000)."""
+        if not (grid or pooled):
+            raise ValueError("ask for at least one of grid and pooled")
         if images.ndim != 4 or images.shape[1] != 3:
             raise DataError(f"encoder {self.name}: expected images of shape [B, 3, H, W], got {tuple(images.shape)}")
         if images.shape[-1] < self.spec.stride or images.shape[-2] < self.spec.stride:
             raise DataError(f"encoder {self.name}: images must be at least {self.spec.stride}x{self.spec.stride} "
                             f"pixels, got {images.shape[-2]}x{images.shape[-1]}")
         x = images if normalized else self.normalize(images)
-        pooled, fmap = self._encode(x, want_grid=grid)
-        if self.l2_normalize:
-            pooled = F.normalize(pooled.float(), dim=-1).to(pooled.dtype)
-        out = {"pooled": pooled}
+        emb, fmap = self._encode(x, want_pooled=pooled)
+        out = {}
+        if pooled:
+            if self.l2_normalize:
+                emb = F.normalize(emb.float(), dim=-1).to(emb.dtype)
+            out["pooled"] = emb
         if grid:
             out["grid"] = fmap
         return out
 
-    def _encode(self, x: torch.Tensor, want_grid: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode(self, x: torch.Tensor, want_pooled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         if self.spec.family == "torchvision":
             return _torchvision_resnet(self.backbone, x)
-        if self.spec.arch.startswith("ViT"):
+        if self.spec.is_vit:
             return _clip_vit(self.backbone, x)
-        return _clip_resnet(self.backbone, x)
+        return _clip_resnet(self.backbone, x, want_pooled)
 
 
-def _clip_resnet(v: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _clip_resnet(v: nn.Module, x: torch.Tensor, want_pooled: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     fmap = v.layer4(v.layer3(v.layer2(v.layer1(v.stem(x)))))
-    return _attention_pool(v.attnpool, fmap), fmap
+    return (_attention_pool(v.attnpool, fmap) if want_pooled else fmap.new_zeros(0)), fmap
 
 
 def _clip_vit(v: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -371,6 +386,12 @@ def load_encoder(name: str, weights: str | os.PathLike[str] | None = None, rando
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     spec = get_spec(name)
+    if spec.family == "checkpoint":
+        if weights is not None or random_weights:
+            raise DataError(f"{name}: an encoder checkpoint carries its own weights; drop --weights/--random-weights")
+        enc = Encoder(spec, build_clip_from_checkpoint(name).visual, f"file:{Path(name).resolve()}", l2_normalize)
+        enc.eval().requires_grad_(False)
+        return enc.to(device) if device is not None else enc
     checkpoint, label = resolve_weights(spec, weights, random_weights)
     # Random weights are seeded: every torchrun rank and every resumed run gets the same network.
     with torch.random.fork_rng(devices=[]):
@@ -394,3 +415,73 @@ def describe(name: str) -> dict[str, Any]:
     return {"name": spec.name, "paper": spec.paper_name, "arch": spec.arch, "family": spec.family,
             "input": spec.input_size, "pooled_dim": spec.pooled_dim, "grid_channels": spec.grid_channels,
             "native_grid": f"{h}x{w}", "weights_file": spec.weights_file}
+
+
+# ---------------------------------------------------------------------------------------
+# Encoder checkpoints trained here (vln-clip encoders pretrain)
+
+#: Format tag of the encoder checkpoints written by :mod:`vln_clip.study.encoder_pretrain`: the
+#: open_clip model config (``model_cfg``, open_clip's JSON schema), the full CLIP ``state_dict``,
+#: the ``objective`` (contrastive | classification) and what it was trained on.
+ENCODER_CHECKPOINT_FORMAT = "vln-clip-encoder-1"
+_CHECKPOINT_CACHE: dict[tuple[str, float], dict[str, Any]] = {}
+
+
+def is_encoder_checkpoint(name: str | os.PathLike[str]) -> bool:
+    """True for an existing ``.pt`` file (any path that is not a registry name)."""
+    return str(name).endswith((".pt", ".pth")) and Path(name).is_file()
+
+
+def read_encoder_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checkpoint's payload (cached per file and modification time), or a clear error."""
+    p = Path(path).resolve()
+    if not p.is_file():
+        raise MissingResourceError(f"{path}: encoder checkpoint not found; make one with "
+                                   "`vln-clip encoders pretrain --objective contrastive --data DIR --out ENC.pt`")
+    key = (str(p), p.stat().st_mtime)
+    if key not in _CHECKPOINT_CACHE:
+        try:
+            ckpt = torch.load(p, map_location="cpu", weights_only=False)
+        except Exception as exc:  # truncated file, not a torch file
+            raise DataError(f"{path}: not a readable encoder checkpoint ({exc}); re-run `vln-clip encoders pretrain`") from None
+        if not isinstance(ckpt, dict) or ckpt.get("format") != ENCODER_CHECKPOINT_FORMAT:
+            raise DataError(f"{path}: not a vln-clip encoder checkpoint (format {ENCODER_CHECKPOINT_FORMAT}); "
+                            "pass a file written by `vln-clip encoders pretrain`, or a registry name")
+        _CHECKPOINT_CACHE[key] = ckpt
+    return _CHECKPOINT_CACHE[key]
+
+
+def checkpoint_spec(path: str | os.PathLike[str]) -> EncoderSpec:
+    """The :class:`EncoderSpec` of an encoder checkpoint; its ``name`` is the resolved path, so
+    stores made from it record which file made them."""
+    ckpt = read_encoder_checkpoint(path)
+    cfg = ckpt["model_cfg"]
+    vision = cfg["vision_cfg"]
+    vit = vision.get("patch_size") is not None
+    arch = ("ViT-" if vit else "RN-") + str(ckpt.get("arch", "custom"))
+    channels = int(vision["width"]) if vit else int(vision["width"]) * 32
+    return EncoderSpec(str(Path(path).resolve()), "checkpoint", arch, int(vision["image_size"]), CLIP_MEAN, CLIP_STD,
+                       int(cfg["embed_dim"]), channels, int(vision["patch_size"]) if vit else 32, "checkpoint",
+                       Path(path).name, f"{ckpt.get('objective', 'custom')} {arch} ({Path(path).stem})")
+
+
+def build_clip_from_config(model_cfg: dict[str, Any]) -> nn.Module:
+    """An untrained open_clip :class:`open_clip.CLIP` (image and text towers) from a model config
+    in open_clip's JSON schema (``embed_dim``, ``vision_cfg``, ``text_cfg``, ``quick_gelu``)."""
+    import open_clip
+
+    return open_clip.CLIP(embed_dim=int(model_cfg["embed_dim"]), vision_cfg=dict(model_cfg["vision_cfg"]),
+                          text_cfg=dict(model_cfg["text_cfg"]), quick_gelu=bool(model_cfg.get("quick_gelu", False)),
+                          output_dict=True)
+
+
+def build_clip_from_checkpoint(path: str | os.PathLike[str]) -> nn.Module:
+    """The full CLIP model (both towers) of an encoder checkpoint, weights loaded, eval mode."""
+    ckpt = read_encoder_checkpoint(path)
+    model = build_clip_from_config(ckpt["model_cfg"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise DataError(f"{path}: weights do not fit the recorded model config ({str(exc).splitlines()[0]}); "
+                        "re-run `vln-clip encoders pretrain`") from None
+    return model.eval()

@@ -1,0 +1,172 @@
+"""Examples of the pre-training mix and of the three fine-tuning tasks, from the dataset readers.
+
+Everything here is a flat list of small dataclasses: one example = one (image, sentence) pair
+with its target. Files are read with :mod:`vln_clip.datasets` (which owns the formats and
+their error messages); this module only decides what an example is for CLIP-ViL_p:
+
+- pre-training (:func:`pretrain_examples`): every caption and every question of the LXMERT
+  mix is one example (LXMERT's unit); questions carry their ``{answer: score}`` label for the
+  QA objective, captions carry none. The QA answer table is the answers of the *training*
+  labels seen at least ``min_count`` times (:func:`qa_answer_vocab`).
+- fine-tuning (:func:`task_examples`): VQA (soft scores over the answer vocabulary built on
+  train), SNLI-VE (the hypothesis as text, the image as premise; 3 classes), GQA (one class
+  per training answer).
+
+Paths follow the synthetic V&L layout (docs/vl-data.md), which mirrors the real datasets'
+file names, so ``--data DIR`` works for both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from vln_clip.datasets.gqa import read_gqa
+from vln_clip.datasets.lxmert import read_lxmert
+from vln_clip.datasets.snli_ve import LABELS as SNLI_LABELS
+from vln_clip.datasets.snli_ve import read_snli_ve
+from vln_clip.datasets.vqa import AnswerVocab, read_vqa
+from vln_clip.errors import DataError
+
+TASKS = ("vqa", "snli-ve", "gqa")
+
+
+@dataclass
+class PretrainExample:
+    image_key: str
+    sentence: str
+    source: str
+    label: dict[str, float] | None = None  # QA sources only
+
+
+@dataclass
+class TaskExample:
+    """One fine-tuning example. ``target``: soft scores ``{class: score}`` (VQA) or one class."""
+
+    qid: str
+    image_key: str
+    text: str
+    target: dict[int, float] | int | None
+    answers: list[str] = field(default_factory=list)  # VQA's ten answers (the official accuracy)
+    answer: str | None = None  # GQA's / SNLI-VE's gold string
+
+
+def lxmert_path(data: str | Path, split: str) -> Path:
+    return Path(data) / "lxmert" / f"mscoco_{split}.json"
+
+
+def image_dir(data: str | Path) -> Path:
+    return Path(data) / "images"
+
+
+def pretrain_examples(paths: Sequence[str | Path], exclude_keys: set[str] | None = None) -> list[PretrainExample]:
+    """All captions and questions of the LXMERT files, minus images in ``exclude_keys``."""
+    out: list[PretrainExample] = []
+    for path in paths:
+        for item in read_lxmert(path):
+            if exclude_keys and item.image_key in exclude_keys:
+                continue
+            for source, sentence in item.captions():
+                out.append(PretrainExample(item.image_key, sentence, source))
+            for source, question, label in item.questions():
+                out.append(PretrainExample(item.image_key, question, source, dict(label)))
+    if not out:
+        raise DataError(f"{', '.join(map(str, paths))}: no captions or questions (after excluding evaluation "
+                        "images); check the LXMERT files")
+    return out
+
+
+def qa_answer_vocab(examples: Sequence[PretrainExample], min_count: int = 1) -> AnswerVocab:
+    """The answers of the QA labels (score > 0), at least ``min_count`` times, most frequent first."""
+    counts: Counter[str] = Counter()
+    for ex in examples:
+        if ex.label:
+            counts.update(a for a, s in ex.label.items() if s > 0)
+    kept = sorted(((n, a) for a, n in counts.items() if n >= min_count), key=lambda t: (-t[0], t[1]))
+    return AnswerVocab([a for _, a in kept], [n for n, _ in kept], min_count)
+
+
+def qa_targets(label: dict[str, float] | None, vocab: AnswerVocab) -> dict[int, float]:
+    """A QA label as ``{answer index: score}`` (answers outside the table dropped)."""
+    out: dict[int, float] = {}
+    for answer, score in (label or {}).items():
+        idx = vocab.index(answer)
+        if idx is not None:
+            out[idx] = max(out.get(idx, 0.0), float(score))
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Fine-tuning tasks
+
+
+def task_files(data: str | Path, task: str, split: str) -> list[Path]:
+    data = Path(data)
+    if task == "vqa":
+        return [data / "vqa" / f"v2_OpenEnded_mscoco_{split}_questions.json",
+                data / "vqa" / f"v2_mscoco_{split}_annotations.json"]
+    if task == "gqa":
+        return [data / "gqa" / f"{split}_balanced_questions.json"]
+    if task == "snli-ve":
+        return [data / "snli_ve" / f"snli_ve_{split}.jsonl"]
+    raise DataError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
+
+
+@dataclass
+class TaskData:
+    """A fine-tuning task's examples and its label space (class index -> answer string)."""
+
+    task: str
+    train: list[TaskExample]
+    evals: dict[str, list[TaskExample]]
+    classes: list[str]
+
+
+def _vqa_examples(items: Sequence, vocab: AnswerVocab) -> list[TaskExample]:
+    return [TaskExample(str(it.question_id), it.image_key, it.question,
+                        vocab.soft_scores(it.answers) if it.answers else None, list(it.answers),
+                        it.multiple_choice_answer) for it in items]
+
+
+def _read_vqa_split(data: Path, split: str) -> list:
+    q, a = task_files(data, "vqa", split)
+    return read_vqa(q, a if a.exists() else None)
+
+
+def load_task(data: str | Path, task: str, eval_splits: Sequence[str] = ("val",), train_split: str = "train",
+              min_count: int = 1, classes: list[str] | None = None) -> TaskData:
+    """Read a task's training split and evaluation splits; ``classes`` fixes the label space
+    (resuming, or evaluating a fine-tuned model), else it is built on the training split."""
+    data = Path(data)
+    if task == "vqa":
+        train_items = _read_vqa_split(data, train_split)
+        vocab = AnswerVocab(list(classes)) if classes is not None else AnswerVocab.build(train_items, min_count)
+        if len(vocab) == 0:
+            raise DataError(f"{task_files(data, 'vqa', train_split)[1]}: no answer is the answer of {min_count} "
+                            "or more training questions; lower --min-answer-count")
+        train = _vqa_examples(train_items, vocab)
+        evals = {s: _vqa_examples(_read_vqa_split(data, s), vocab) for s in eval_splits}
+        return TaskData(task, train, evals, list(vocab.answers))
+    if task == "snli-ve":
+        def read(split: str) -> list[TaskExample]:
+            return [TaskExample(it.pair_id, it.image_key, it.hypothesis, it.label_index, answer=it.gold_label)
+                    for it in read_snli_ve(task_files(data, task, split)[0])]
+
+        return TaskData(task, read(train_split), {s: read(s) for s in eval_splits}, list(SNLI_LABELS))
+    if task == "gqa":
+        train_items = read_gqa(task_files(data, task, train_split)[0])
+        if classes is None:
+            counts = Counter(it.answer for it in train_items if it.answer is not None)
+            classes = [a for a, n in sorted(counts.items(), key=lambda t: (-t[1], t[0])) if n >= min_count]
+        index = {a: i for i, a in enumerate(classes)}
+
+        def convert(items: Sequence) -> list[TaskExample]:
+            return [TaskExample(it.question_id, it.image_key, it.question, index.get(it.answer) if it.answer else None,
+                                answer=it.answer) for it in items]
+
+        train = [ex for ex in convert(train_items) if ex.target is not None]
+        evals = {s: convert(read_gqa(task_files(data, task, s)[0])) for s in eval_splits}
+        return TaskData(task, train, evals, list(classes))
+    raise DataError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")

@@ -1,0 +1,381 @@
+"""CLIP-ViL_p's single-stream transformer: WordPiece tokens and CLIP grid cells in one BERT.
+
+Input sequence: ``[CLS] w_1 .. w_n [SEP] v_1 .. v_K``. Text tokens are embedded as in BERT
+(word + position + type 0); each visual token is a grid cell of the CLIP visual tower's last
+feature map (before pooling), projected to the hidden size and given a 2-D position (a learned
+row embedding plus a learned column embedding) and type 1. The backbone runs on pixels every
+step, so it is trained together with the transformer (or frozen, for Table 8's comparison).
+
+Module names of the transformer follow Hugging Face's BERT (``embeddings.word_embeddings``,
+``encoder.layer.N.attention.self.query``, ``cls.predictions.transform``...), so a local BERT
+checkpoint maps onto it by a short, explicit name table (:func:`load_bert_state`); the
+``transformers`` package is not needed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vln_clip.encoders import Encoder
+from vln_clip.errors import DataError, MissingResourceError
+
+from .masking import sample_patches
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """BERT sizes. ``base`` is BERT-base (the paper); ``small``/``tiny`` are CPU presets."""
+
+    vocab_size: int = 30522
+    hidden: int = 768
+    layers: int = 12
+    heads: int = 12
+    intermediate: int = 3072
+    max_text_len: int = 512  # BERT's position table
+    type_vocab: int = 2
+    dropout: float = 0.1
+    max_grid: int = 64  # rows/columns of the 2-D visual position tables
+    visual_dim: int = 2048  # grid channels of the backbone (set from the encoder)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+TRANSFORMER_PRESETS: dict[str, dict[str, int]] = {
+    "base": dict(hidden=768, layers=12, heads=12, intermediate=3072),
+    "small": dict(hidden=256, layers=4, heads=4, intermediate=1024),
+    "tiny": dict(hidden=128, layers=2, heads=2, intermediate=512),
+}
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        if cfg.hidden % cfg.heads:
+            raise DataError(f"hidden size {cfg.hidden} is not a multiple of {cfg.heads} heads")
+        self.heads = cfg.heads
+        self.query = nn.Linear(cfg.hidden, cfg.hidden)
+        self.key = nn.Linear(cfg.hidden, cfg.hidden)
+        self.value = nn.Linear(cfg.hidden, cfg.hidden)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        b, n, h = x.shape
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, n, self.heads, h // self.heads).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)),
+                                             attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
+        return out.transpose(1, 2).reshape(b, n, h)
+
+
+class AddNorm(nn.Module):
+    """BERT's "output" block: dense, dropout, residual, LayerNorm."""
+
+    def __init__(self, d_in: int, d_out: int, dropout: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(d_in, d_out)
+        self.LayerNorm = nn.LayerNorm(d_out, eps=1e-12)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(x)) + residual)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        setattr(self, "self", SelfAttention(cfg))  # HF's name for the attention proper
+        self.output = AddNorm(cfg.hidden, cfg.hidden, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        return self.output(getattr(self, "self")(x, bias), x)
+
+
+class Intermediate(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden, cfg.intermediate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.dense(x))
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.intermediate = Intermediate(cfg)
+        self.output = AddNorm(cfg.intermediate, cfg.hidden, cfg.dropout)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        x = self.attention(x, bias)
+        return self.output(self.intermediate(x), x)
+
+
+class Stack(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.layer = nn.ModuleList(Layer(cfg) for _ in range(cfg.layers))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        for layer in self.layer:
+            x = layer(x, bias)
+        return x
+
+
+class TextEmbeddings(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden)
+        self.position_embeddings = nn.Embedding(cfg.max_text_len, cfg.hidden)
+        self.token_type_embeddings = nn.Embedding(cfg.type_vocab, cfg.hidden)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden, eps=1e-12)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        pos = torch.arange(ids.shape[1], device=ids.device)
+        x = self.word_embeddings(ids) + self.position_embeddings(pos)[None] + self.token_type_embeddings.weight[0]
+        return self.dropout(self.LayerNorm(x))
+
+
+class VisualEmbeddings(nn.Module):
+    """Grid cell -> token: linear projection + LayerNorm, plus row, column and type embeddings."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.proj = nn.Linear(cfg.visual_dim, cfg.hidden)
+        self.proj_norm = nn.LayerNorm(cfg.hidden, eps=1e-12)
+        self.row_embeddings = nn.Embedding(cfg.max_grid, cfg.hidden)
+        self.col_embeddings = nn.Embedding(cfg.max_grid, cfg.hidden)
+        self.LayerNorm = nn.LayerNorm(cfg.hidden, eps=1e-12)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.max_grid = cfg.max_grid
+
+    def forward(self, cells: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                type_embedding: torch.Tensor) -> torch.Tensor:
+        if int(rows.max()) >= self.max_grid or int(cols.max()) >= self.max_grid:
+            raise DataError(f"image grid larger than the model's {self.max_grid}x{self.max_grid} position "
+                            "tables; use smaller images (--short-side/--long-side) or a larger max_grid")
+        x = self.proj_norm(self.proj(cells))
+        x = x + self.row_embeddings(rows) + self.col_embeddings(cols) + type_embedding
+        return self.dropout(self.LayerNorm(x))
+
+
+class Pooler(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(cfg.hidden, cfg.hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(x[:, 0]))
+
+
+class MLMHead(nn.Module):
+    """BERT's prediction head; the output matrix is the (tied) word embedding table."""
+
+    def __init__(self, cfg: TransformerConfig, word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        self.transform = nn.Module()
+        self.transform.dense = nn.Linear(cfg.hidden, cfg.hidden)
+        self.transform.LayerNorm = nn.LayerNorm(cfg.hidden, eps=1e-12)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        self.word_embeddings = [word_embeddings]  # a list: tied, not a second registered copy
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.transform.LayerNorm(F.gelu(self.transform.dense(x)))
+        return x @ self.word_embeddings[0].weight.t() + self.bias
+
+
+class AnswerHead(nn.Module):
+    """LXMERT's answer classifier on the pooled output: Linear, GELU, LayerNorm, Linear."""
+
+    def __init__(self, hidden: int, n_out: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(hidden, hidden * 2), nn.GELU(), nn.LayerNorm(hidden * 2, eps=1e-12),
+                                 nn.Linear(hidden * 2, n_out))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.net(pooled)
+
+
+class CLIPViLp(nn.Module):
+    """Backbone + single-stream transformer, with the pre-training heads or a task head.
+
+    ``heads``: ``"pretrain"`` (MLM, ITM and -- when ``n_answers`` > 0 -- QA) or a fine-tuning
+    head name with its number of outputs (``{"vqa": n}``). ``backbone`` parameters live under
+    ``backbone.``; everything else is the transformer side (the two optimizer groups).
+    """
+
+    def __init__(self, backbone: Encoder, cfg: TransformerConfig, pretrain_answers: int | None = None,
+                 classes: int | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+        self.embeddings = TextEmbeddings(cfg)
+        self.visual_embeddings = VisualEmbeddings(cfg)
+        self.encoder = Stack(cfg)
+        self.pooler = Pooler(cfg)
+        self.frozen_backbone = False
+        if pretrain_answers is not None:
+            self.cls = nn.Module()
+            self.cls.predictions = MLMHead(cfg, self.embeddings.word_embeddings)
+            self.itm = nn.Linear(cfg.hidden, 2)
+            self.qa = AnswerHead(cfg.hidden, max(pretrain_answers, 1))
+        if classes is not None:
+            self.classifier = AnswerHead(cfg.hidden, classes)
+        for name, child in self.named_children():
+            if name != "backbone":  # the backbone keeps the registry's weights
+                child.apply(_bert_init)
+
+    def freeze_backbone(self, frozen: bool = True) -> None:
+        """Frozen: no parameter of the backbone requires a gradient and it runs under no_grad."""
+        self.frozen_backbone = frozen
+        if frozen:
+            self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "CLIPViLp":
+        super().train(mode)
+        # BatchNorm statistics stay as loaded: batches of a few images per device cannot estimate
+        # them (the detector-style "frozen BN"); the affine parameters are still trained.
+        self.backbone.eval()
+        return self
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.backbone.parameters() if p.requires_grad]
+
+    def transformer_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+
+    def grid(self, images: torch.Tensor) -> torch.Tensor:
+        if self.frozen_backbone:
+            with torch.no_grad():
+                return self.backbone(images)["grid"]
+        return self.backbone(images)["grid"]
+
+    def forward(self, images: torch.Tensor, valid: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
+                patches: int | None = None, generator: torch.Generator | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Encode a batch; returns ``hidden`` ``[B, L+K, H]``, ``pooled`` ``[B, H]`` and ``text_len``.
+
+        ``images`` ``[B, 3, H, W]`` (padded to the batch's largest), ``valid`` ``[B, h, w]`` the
+        grid cells inside each image, ``text`` / ``text_mask`` ``[B, L]``; ``patches``: sample
+        that many cells per image (pre-training) or ``None`` for all (fine-tuning).
+        """
+        fmap = self.grid(images)  # [B, C, h, w]
+        b, c, h, w = fmap.shape
+        if valid.shape[1:] != (h, w):
+            raise DataError(f"valid-cell mask {tuple(valid.shape[1:])} does not match the backbone's grid "
+                            f"{(h, w)}; compute it with the same encoder and image sizes")
+        index, keep = sample_patches(valid.cpu(), patches, generator)
+        index, keep = index.to(fmap.device), keep.to(fmap.device)
+        cells = fmap.flatten(2).transpose(1, 2).gather(1, index[..., None].expand(-1, -1, c))
+        vis = self.visual_embeddings(cells, index // w, index % w, self.embeddings.token_type_embeddings.weight[1])
+        txt = self.embeddings(text)
+        x = torch.cat([txt, vis], dim=1)
+        mask = torch.cat([text_mask.bool(), keep], dim=1)
+        bias = torch.zeros(mask.shape, dtype=x.dtype, device=x.device).masked_fill(~mask, float("-inf"))
+        hidden = self.encoder(x, bias[:, None, None, :])
+        return {"hidden": hidden, "pooled": self.pooler(hidden), "text_len": torch.tensor(text.shape[1]),
+                "patch_index": index, "patch_keep": keep}
+
+
+def _bert_init(m: nn.Module) -> None:
+    """BERT's initialisation: normal(0, 0.02) weights, zero biases, unit LayerNorms."""
+    if isinstance(m, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+# ---------------------------------------------------------------------------------------
+# Hugging Face BERT checkpoints
+
+
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """A BERT state dict from a file or a Hugging Face model folder (safetensors or .bin)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("model.safetensors", "pytorch_model.bin"):
+            if (path / name).is_file():
+                path = path / name
+                break
+        else:
+            raise MissingResourceError(f"{path}: no model.safetensors or pytorch_model.bin inside; --text-init "
+                                       "takes a Hugging Face BERT folder (e.g. bert-base-uncased downloaded "
+                                       "elsewhere and copied here) or one of those files")
+    if not path.is_file():
+        raise MissingResourceError(f"{path}: no such BERT checkpoint; --text-init takes a Hugging Face BERT "
+                                   "folder or its model.safetensors / pytorch_model.bin")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable checkpoint ({exc}); re-download it") from exc
+    if not isinstance(state, dict):
+        raise DataError(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
+    return state
+
+
+def bert_name(hf: str) -> str | None:
+    """Our parameter name for a Hugging Face BERT one, or None when we have no such part.
+
+    Handles the ``bert.`` prefix of ``BertForPreTraining`` and the old TensorFlow-port
+    LayerNorm names ``gamma``/``beta``. Dropped: NSP head, position ids buffer, the MLM decoder
+    weight (tied to the word embeddings here).
+    """
+    name = hf[len("bert."):] if hf.startswith("bert.") else hf
+    name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+    if name.startswith(("embeddings.word_embeddings", "embeddings.position_embeddings",
+                        "embeddings.token_type_embeddings", "embeddings.LayerNorm", "encoder.layer.",
+                        "pooler.dense")):
+        return name
+    if name.startswith("cls.predictions.transform.") or name == "cls.predictions.bias":
+        return name
+    return None
+
+
+def load_bert_state(model: CLIPViLp, path: str | os.PathLike[str]) -> dict[str, int]:
+    """Copy a local BERT checkpoint into the transformer; returns counts of what was loaded.
+
+    Every transformer tensor of the encoder stack and the text embeddings must be present with
+    the right shape (else a DataError naming the first problem): a silent partial load would
+    pass for "BERT-initialised". Position embeddings longer than the checkpoint's are refused.
+    """
+    state = read_state_dict(path)
+    ours = dict(model.named_parameters())
+    loaded, skipped = 0, 0
+    with torch.no_grad():
+        for hf, tensor in state.items():
+            name = bert_name(hf)
+            if name is None or name not in ours:
+                skipped += 1
+                continue
+            if tuple(ours[name].shape) != tuple(tensor.shape):
+                raise DataError(f"{path}: {hf} has shape {tuple(tensor.shape)}, the model expects "
+                                f"{tuple(ours[name].shape)} for {name}; use --transformer base (BERT-base) and "
+                                "the checkpoint's vocab.txt (--vocab)")
+            ours[name].copy_(tensor)
+            loaded += 1
+    required = [n for n in ours if n.startswith(("embeddings.", "encoder.layer."))]
+    got = {bert_name(k) for k in state}
+    missing = [n for n in required if n not in got]
+    if missing:
+        raise DataError(f"{path}: not a BERT checkpoint for this transformer: {len(missing)} tensors missing, "
+                        f"e.g. {missing[0]} (expected Hugging Face BERT names such as "
+                        "bert.encoder.layer.0.attention.self.query.weight)")
+    return {"loaded": loaded, "skipped": skipped}

@@ -1,0 +1,124 @@
+"""Entry points: :func:`pretrain` and :func:`finetune` (what ``vln-clip pretrain/finetune`` call).
+
+Presets (:data:`PRESETS`): ``paper`` is the appendix's recipe (BERT-base, 384/640 images,
+batch 512, 20 epochs; fine-tuning AdamW 5e-5 + SGD 1e-3); ``cpu`` shrinks everything to what
+a 2-core machine trains in minutes (128/192 images, a 2-layer 128-wide transformer, batch 16)
+and says so in every output (the config is saved with the run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vln_clip.datasets.results import write_gqa_predictions, write_vqa_results
+from vln_clip.io import write_json
+from vln_clip.train import FitResult, LoopConfig, fit, load_checkpoint
+from vln_clip.train.distributed import current as dist_info
+
+from .tasks import FinetuneConfig, FinetuneTask, ModelSetup, PretrainConfig, PretrainTask
+
+# Per preset: ModelSetup fields, then task-config fields. Explicit options override both.
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "paper": {"model": {}, "pretrain": {}, "finetune": {}},
+    "cpu": {
+        "model": dict(transformer="tiny", short_side=128, long_side=192, cache_images=True, dropout=0.1,
+                      vocab_size=1000),
+        "pretrain": dict(batch_size=16, eval_batch_size=32, eval_examples=256, epochs=4, qa_from_epoch=2,
+                         patches=16, backbone_decay_epochs=(3,)),
+        "finetune": dict(batch_size=16, eval_batch_size=32, epochs=3, backbone_decay_epochs=(2,)),
+    },
+}
+FINETUNE_EPOCHS = {"vqa": 5, "gqa": 5, "snli-ve": 2}  # the appendix's schedules
+FINETUNE_DECAY = {"vqa": (3,), "gqa": (3,), "snli-ve": (1,)}
+
+
+def _with(obj: Any, values: dict[str, Any]) -> Any:
+    return dataclasses.replace(obj, **{k: v for k, v in values.items() if v is not None})
+
+
+def pretrain_config(preset: str = "paper", model: dict[str, Any] | None = None, **task: Any) -> PretrainConfig:
+    """A :class:`PretrainConfig` from a preset plus explicit overrides (None = keep the preset's)."""
+    p = PRESETS[preset]
+    setup = _with(_with(ModelSetup(), p["model"]), model or {})
+    return _with(_with(PretrainConfig(model=setup), p["pretrain"]), task)
+
+
+def finetune_config(task_name: str, preset: str = "paper", model: dict[str, Any] | None = None,
+                    **task: Any) -> FinetuneConfig:
+    p = PRESETS[preset]
+    setup = _with(_with(ModelSetup(), p["model"]), model or {})
+    base = FinetuneConfig(task=task_name, model=setup, epochs=FINETUNE_EPOCHS[task_name],
+                          backbone_decay_epochs=FINETUNE_DECAY[task_name])
+    if preset != "paper":
+        base = _with(base, p["finetune"])
+    return _with(base, task)
+
+
+def pretrain(config: PretrainConfig, loop: LoopConfig) -> FitResult:
+    """Pre-train; writes ``OUT/{last,best}.pt``, ``OUT/vocab.txt``, ``OUT/tb``, ``OUT/pretrain.json``."""
+    loop = dataclasses.replace(loop, epochs=config.epochs, iters=None, best_metric=loop.best_metric or "val/score",
+                               best_mode="max")
+    t0 = time.perf_counter()
+    result = fit(PretrainTask(config), loop)
+    if dist_info().is_main:
+        write_json(Path(loop.out_dir) / "pretrain.json",
+                   {"config": config.to_dict(), "backbone": config.model.backbone.label(), "step": result.step,
+                    "metrics": result.metrics, "best_score": result.best_score,
+                    "wall_s_this_call": time.perf_counter() - t0, "interrupted": result.interrupted,
+                    "torch_threads": torch.get_num_threads()}, indent=1)
+    return result
+
+
+def write_predictions(task: FinetuneTask, out_dir: Path) -> dict[str, dict[str, float]]:
+    """Per evaluation split: the task's prediction file and ``{split}_scores.json`` (per question)."""
+    summary: dict[str, dict[str, float]] = {}
+    for split in task.data.evals:
+        examples, preds, scores = task.predict(split)
+        if task.config.task == "vqa":
+            write_vqa_results(out_dir / f"{split}_predictions.json", {int(ex.qid): p for ex, p in zip(examples, preds)})
+        elif task.config.task == "gqa":
+            write_gqa_predictions(out_dir / f"{split}_predictions.json", {ex.qid: p for ex, p in zip(examples, preds)})
+        else:
+            write_json(out_dir / f"{split}_predictions.json",
+                       [{"pairID": ex.qid, "prediction": p} for ex, p in zip(examples, preds)])
+        per_q = {ex.qid: float(s) for ex, s in zip(examples, scores) if s == s}
+        write_json(out_dir / f"{split}_scores.json", per_q)
+        if per_q:
+            summary[split] = {"accuracy": 100.0 * sum(per_q.values()) / len(per_q), "n": len(per_q)}
+    return summary
+
+
+def finetune(config: FinetuneConfig, loop: LoopConfig) -> dict[str, Any]:
+    """Fine-tune, then predict every evaluation split with the best checkpoint.
+
+    Writes the run (``OUT/{last,best}.pt``, ``OUT/tb``), ``OUT/<split>_predictions.json`` (VQA
+    results / GQA submission / SNLI-VE pairs), ``OUT/<split>_scores.json`` and
+    ``OUT/finetune.json`` (config, metrics, wall time). Returns the latter's content.
+    """
+    metric = f"{config.eval_splits[0]}/accuracy"
+    loop = dataclasses.replace(loop, epochs=config.epochs, iters=None, best_metric=loop.best_metric or metric,
+                               best_mode="max")
+    t0 = time.perf_counter()
+    task = FinetuneTask(config)
+    result = fit(task, loop)
+    summary: dict[str, Any] = {"task": config.task, "init": config.init, "step": result.step,
+                               "metrics": result.metrics, "best_score": result.best_score,
+                               "interrupted": result.interrupted}
+    if dist_info().is_main and not result.interrupted:
+        best = result.best_checkpoint or result.last_checkpoint
+        task.model.load_state_dict(load_checkpoint(best, "cpu")["models"]["model"])
+        task.model.eval()
+        with torch.no_grad():
+            summary["predictions"] = write_predictions(task, Path(loop.out_dir))
+        summary["predicted_with"] = str(best)
+    summary["wall_s_this_call"] = time.perf_counter() - t0
+    summary["config"] = task.config.to_dict()
+    summary["backbone"] = task.model_setup.backbone.label()
+    if dist_info().is_main:
+        write_json(Path(loop.out_dir) / "finetune.json", summary, indent=1)
+    return summary

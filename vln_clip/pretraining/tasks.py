@@ -1,0 +1,470 @@
+"""CLIP-ViL_p pre-training and fine-tuning as tasks of the shared training core.
+
+Both tasks train one model (:class:`~vln_clip.pretraining.model.CLIPViLp`) with two optimizers
+(the paper's appendix): the CLIP backbone with SGD + momentum and a step decay, the transformer
+(embeddings, layers, heads) with AdamW under linear warm-up and decay. ``freeze_backbone``
+drops the SGD optimizer and runs the backbone without gradients (Table 8's frozen arm).
+
+Pre-training (:class:`PretrainTask`) per batch: pick mismatched sentences (ITM, p=0.5), mask
+15% of the words (MLM), sample 100 grid cells per image, and sum the MLM, ITM and -- from
+``qa_from_epoch`` on -- the QA loss. Fine-tuning (:class:`FinetuneTask`) puts a classifier on
+the pooled output over *all* grid cells: BCE on VQA soft scores, cross entropy for SNLI-VE and
+GQA. All random draws of a step come from a task-owned generator kept in the checkpoint, so
+``--resume`` reproduces an uninterrupted run bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vln_clip.errors import DataError
+from vln_clip.eval.vqa_accuracy import vqa_accuracy
+from vln_clip.train import DataOrder, OptimizerConfig, Task, TaskContext, load_checkpoint
+
+from .backbone import BackboneConfig, build_backbone
+from .data import (PretrainExample, TaskData, TaskExample, image_dir, load_task, lxmert_path, pretrain_examples,
+                   qa_answer_vocab, qa_targets)
+from .images import ImageSource, ResizeRule, collate_images
+from .masking import IGNORE, MASK_PROB, MISMATCH_PROB, PRETRAIN_PATCHES, mask_words, mismatch_indices
+from .model import TRANSFORMER_PRESETS, CLIPViLp, TransformerConfig, load_bert_state
+from .tokenizer import VOCAB_FILE, WordPieceTokenizer, train_wordpiece
+
+
+def _nested(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a (possibly nested) config dataclass from ``asdict`` output, ignoring unknown keys."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue
+        v = data[f.name]
+        if f.name == "backbone" and isinstance(v, dict):
+            v = _nested(BackboneConfig, v)
+            if v.layers is not None:
+                v = dataclasses.replace(v, layers=tuple(v.layers))
+        elif f.name == "model" and isinstance(v, dict):
+            v = _nested(ModelSetup, v)
+        elif f.name.endswith("_optim") and isinstance(v, dict):
+            v = OptimizerConfig.from_dict(v)
+        elif isinstance(v, list) and f.name.endswith(("epochs", "splits")):
+            v = tuple(v)
+        values[f.name] = v
+    return cls(**values)
+
+
+@dataclass
+class ModelSetup:
+    """Model and input settings shared by pre-training and fine-tuning from scratch."""
+
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    transformer: str = "base"  # TRANSFORMER_PRESETS name
+    hidden: int | None = None  # overrides of the preset
+    layers: int | None = None
+    heads: int | None = None
+    vocab: str | None = None  # a WordPiece vocab.txt; None = train one on the training text
+    vocab_size: int = 8000
+    text_init: str | None = None  # a local Hugging Face BERT checkpoint (folder or file)
+    short_side: int = 384
+    long_side: int = 640
+    max_text_len: int = 20  # LXMERT's sentence length
+    max_grid: int = 64
+    dropout: float = 0.1
+    cache_images: bool = False
+    threads: int = 2
+
+    def transformer_config(self, vocab_size: int, visual_dim: int) -> TransformerConfig:
+        if self.transformer not in TRANSFORMER_PRESETS:
+            raise DataError(f"unknown transformer preset {self.transformer!r}; choose one of "
+                            f"{', '.join(TRANSFORMER_PRESETS)}")
+        sizes = dict(TRANSFORMER_PRESETS[self.transformer])
+        for k in ("hidden", "layers", "heads"):
+            if getattr(self, k) is not None:
+                sizes[k] = getattr(self, k)
+        if self.hidden is not None:
+            sizes["intermediate"] = 4 * self.hidden
+        return TransformerConfig(vocab_size=vocab_size, visual_dim=visual_dim, max_grid=self.max_grid,
+                                 dropout=self.dropout, **sizes)
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training run (paper appendix defaults: 20 epochs, QA in the last 11, batch 512)."""
+
+    data: str = ""
+    model: ModelSetup = field(default_factory=ModelSetup)
+    train_splits: tuple[str, ...] = ("train",)
+    eval_split: str = "val"
+    batch_size: int = 512
+    eval_batch_size: int = 64
+    eval_examples: int = 2048
+    epochs: int = 20
+    qa_from_epoch: int = 9  # QA loss from this (0-based) epoch on: the last 11 of 20
+    patches: int = PRETRAIN_PATCHES
+    mask_prob: float = MASK_PROB
+    mismatch_prob: float = MISMATCH_PROB
+    qa_min_count: int = 1
+    freeze_backbone: bool = False
+    backbone_decay_epochs: tuple[int, ...] = (12, 17)
+    warmup_fraction: float = 0.05
+    backbone_optim: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
+        "sgd", lr=3e-3, momentum=0.9, schedule="step", gamma=0.1, grad_clip=5.0))
+    transformer_optim: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
+        "adamw", lr=1e-4, weight_decay=0.01, schedule="linear", grad_clip=5.0))
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PretrainConfig":
+        return _nested(cls, data)
+
+
+@dataclass
+class FinetuneConfig:
+    """Fine-tuning run (appendix: AdamW 5e-5 + SGD 1e-3 decayed after epoch 3; SNLI-VE 2 epochs)."""
+
+    task: str = "vqa"
+    data: str = ""
+    init: str = "scratch"  # "scratch" or a pre-training checkpoint (RUN/best.pt)
+    model: ModelSetup = field(default_factory=ModelSetup)  # used as is for scratch; sizes come from init
+    train_split: str = "train"
+    eval_splits: tuple[str, ...] = ("val",)
+    batch_size: int = 256
+    eval_batch_size: int = 64
+    epochs: int = 5
+    min_answer_count: int = 1
+    freeze_backbone: bool = False
+    backbone_decay_epochs: tuple[int, ...] = (3,)
+    warmup_fraction: float = 0.1
+    backbone_optim: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
+        "sgd", lr=1e-3, momentum=0.9, schedule="step", gamma=0.1, grad_clip=5.0))
+    transformer_optim: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
+        "adamw", lr=5e-5, weight_decay=0.01, schedule="linear", grad_clip=5.0))
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FinetuneConfig":
+        return _nested(cls, data)
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class _VLTask(Task):
+    """What both tasks share: tokenizer, images, the model and its two optimizers."""
+
+    model_setup: ModelSetup
+    tokenizer: WordPieceTokenizer
+    model: CLIPViLp
+    freeze: bool
+
+    def _build_inputs(self, ctx: TaskContext, data: str) -> None:
+        m = self.model_setup
+        self.device = ctx.device
+        self.images = ImageSource(image_dir(data), ResizeRule(m.short_side, m.long_side), m.cache_images, m.threads)
+        self.grid_encoder = m.backbone.encoder
+        specials = self.tokenizer.special_ids
+        self.candidate_ids = torch.tensor([i for i in range(self.tokenizer.vocab_size) if i not in specials])
+
+    def _build_model(self, pretrain_answers: int | None = None, classes: int | None = None) -> None:
+        m = self.model_setup
+        backbone = build_backbone(m.backbone)
+        tcfg = m.transformer_config(self.tokenizer.vocab_size, backbone.spec.grid_channels)
+        self.model = CLIPViLp(backbone, tcfg, pretrain_answers=pretrain_answers, classes=classes)
+        if self.freeze:
+            self.model.freeze_backbone()
+        self.model.to(self.device)
+
+    def models(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model}
+
+    def _optimizers(self, backbone: OptimizerConfig, transformer: OptimizerConfig, decay_epochs: Sequence[int],
+                    warmup_fraction: float, epochs: int) -> dict[str, tuple[Any, OptimizerConfig]]:
+        steps = self.steps_per_epoch()
+        total = max(epochs * steps, 1)
+        tcfg = dataclasses.replace(transformer, warmup_steps=transformer.warmup_steps or int(warmup_fraction * total))
+        out: dict[str, tuple[Any, OptimizerConfig]] = {"transformer": (self.model.transformer_parameters(), tcfg)}
+        if not self.freeze:
+            bcfg = dataclasses.replace(backbone, milestones=backbone.milestones or tuple(e * steps for e in decay_epochs))
+            out["backbone"] = (self.model.backbone_parameters(), bcfg)
+        return out
+
+    def encode_text(self, texts: Sequence[str], max_len: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = self.tokenizer.encode(texts, max_len)
+        length = max(len(ids) for ids, _ in rows)
+        ids = torch.full((len(rows), length), self.tokenizer.pad_id, dtype=torch.long)
+        words = torch.full((len(rows), length), -1, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.bool)
+        for i, (t, w) in enumerate(rows):
+            ids[i, : len(t)] = torch.tensor(t)
+            words[i, : len(w)] = torch.tensor(w)
+            mask[i, : len(t)] = True
+        return ids, mask, words
+
+    def image_batch(self, keys: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        images, valid = collate_images(self.images.batch(keys), self.grid_encoder)
+        return images.to(self.device), valid
+
+    def vocab_state(self) -> dict[str, Any]:
+        return {"vocab": self.tokenizer.vocab_path.read_text(encoding="utf-8").splitlines()}
+
+    def check_vocab_state(self, state: dict[str, Any]) -> None:
+        if "vocab" in state and state["vocab"] != self.vocab_state()["vocab"]:
+            raise DataError(f"the checkpoint's WordPiece vocabulary differs from {self.tokenizer.vocab_path}; "
+                            "resume in the run folder the checkpoint came from")
+
+
+def _tokenizer_for(out_dir: Path, setup: ModelSetup, texts: Sequence[str], resuming: bool) -> WordPieceTokenizer:
+    """The run's vocabulary: kept on resume, else copied from ``--vocab`` or trained on ``texts``."""
+    path = out_dir / VOCAB_FILE
+    if resuming and path.is_file():
+        return WordPieceTokenizer(path)
+    if setup.vocab:
+        tok = WordPieceTokenizer(setup.vocab)
+        tok.save(out_dir)
+        return WordPieceTokenizer(path)
+    return train_wordpiece(texts, out_dir, vocab_size=setup.vocab_size)
+
+
+class PretrainTask(_VLTask):
+    """MLM + ITM (+ QA late in the schedule) on the LXMERT mix."""
+
+    kind = "clipvil-pretrain"
+
+    def __init__(self, config: PretrainConfig) -> None:
+        self.config = config
+        self.model_setup = config.model
+        self.freeze = config.freeze_backbone
+
+    def setup(self, ctx: TaskContext) -> None:
+        c = self.config
+        val_path = lxmert_path(c.data, c.eval_split)
+        val = pretrain_examples([val_path]) if val_path.exists() else []
+        held_out = {ex.image_key for ex in val}
+        self.train = pretrain_examples([lxmert_path(c.data, s) for s in c.train_splits], exclude_keys=held_out)
+        order = torch.randperm(len(val), generator=torch.Generator().manual_seed(1234)).tolist()
+        self.val = [val[i] for i in order[: c.eval_examples]]
+        self.train_keys = [ex.image_key for ex in self.train]
+        self.qa_vocab = qa_answer_vocab(self.train, c.qa_min_count)
+        self.tokenizer = _tokenizer_for(ctx.out_dir, c.model, [ex.sentence for ex in self.train], ctx.resuming)
+        self._build_inputs(ctx, c.data)
+        self._build_model(pretrain_answers=len(self.qa_vocab))
+        if c.model.text_init:
+            self.text_init_report = load_bert_state(self.model, c.model.text_init)
+        self.order = DataOrder(len(self.train), c.batch_size, seed=c.seed)
+        self.generator = torch.Generator().manual_seed(10_007 * (c.seed + 1) + ctx.rank)
+        self.qa_from_step = c.qa_from_epoch * self.order.batches_per_epoch
+
+    def optimizers(self) -> dict[str, tuple[Any, OptimizerConfig]]:
+        c = self.config
+        return self._optimizers(c.backbone_optim, c.transformer_optim, c.backbone_decay_epochs, c.warmup_fraction,
+                                c.epochs)
+
+    def batch_losses(self, examples: Sequence[PretrainExample], indices: Sequence[int], pool: Sequence[PretrainExample],
+                     keys: Sequence[str], generator: torch.Generator, with_qa: bool, model: torch.nn.Module
+                     ) -> dict[str, torch.Tensor]:
+        """Losses and accuracies of one batch (``pool``/``keys``: where mismatched sentences come from)."""
+        c = self.config
+        sent_of, matched = mismatch_indices(keys, list(indices), generator, c.mismatch_prob)
+        ids, mask, words = self.encode_text([pool[j].sentence for j in sent_of], c.model.max_text_len)
+        masked, labels = mask_words(ids, words, self.tokenizer.mask_id, self.candidate_ids, generator, c.mask_prob)
+        images, valid = self.image_batch([ex.image_key for ex in examples])
+        dev = self.device
+        out = model(images, valid, masked.to(dev), mask.to(dev), patches=c.patches, generator=generator)
+        heads = self.model
+        text_h = out["hidden"][:, : ids.shape[1]]
+        labels = labels.to(dev)
+        sel = labels != IGNORE
+        mlm_logits = heads.cls.predictions(text_h[sel])
+        n_masked = int(sel.sum())
+        mlm_loss = F.cross_entropy(mlm_logits, labels[sel], reduction="sum") / max(n_masked, 1)
+        itm_logits = heads.itm(out["pooled"])
+        target = matched.long().to(dev)
+        itm_loss = F.cross_entropy(itm_logits, target)
+        qa_logits = heads.qa(out["pooled"])
+        qa_rows = [i for i, ex in enumerate(examples) if ex.label is not None and bool(matched[i])]
+        soft = torch.zeros(len(examples), qa_logits.shape[1], device=dev)
+        for i in qa_rows:
+            for k, s in qa_targets(examples[i].label, self.qa_vocab).items():
+                soft[i, k] = s
+        if qa_rows:
+            r = torch.tensor(qa_rows, device=dev)
+            qa_loss = F.binary_cross_entropy_with_logits(qa_logits[r], soft[r]) * qa_logits.shape[1]
+            qa_acc = soft[r].gather(1, qa_logits[r].argmax(1, keepdim=True)).mean()
+        else:
+            qa_loss = qa_logits.sum() * 0.0
+            qa_acc = torch.tensor(float("nan"))
+        weight = 1.0 if with_qa else 0.0  # zero-weighted before qa_from: every head still gets a gradient (DDP)
+        return {"loss": mlm_loss + itm_loss + weight * qa_loss, "mlm_loss": mlm_loss.detach(),
+                "itm_loss": itm_loss.detach(), "qa_loss": qa_loss.detach(),
+                "mlm_acc": (mlm_logits.argmax(1) == labels[sel]).float().mean() if n_masked else torch.tensor(float("nan")),
+                "itm_acc": (itm_logits.argmax(1) == target).float().mean(), "qa_acc": qa_acc,
+                "n_masked": torch.tensor(float(n_masked)), "n_qa": torch.tensor(float(len(qa_rows)))}
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        idx = self.order.next().tolist()
+        logs = self.batch_losses([self.train[i] for i in idx], idx, self.train, self.train_keys, self.generator,
+                                 step >= self.qa_from_step, self.module("model"))
+        return {k: v for k, v in logs.items() if k.endswith("loss") or k == "loss"}
+
+    def evaluate(self) -> dict[str, float]:
+        """Masked-word, matching and QA accuracy on a fixed subset of the held-out images
+        (a fixed generator: the same masks and mismatches at every evaluation)."""
+        if not self.val:
+            return {}
+        c = self.config
+        gen = torch.Generator().manual_seed(4321)
+        keys = [ex.image_key for ex in self.val]
+        sums = {"mlm": [0.0, 0.0], "itm": [0.0, 0.0], "qa": [0.0, 0.0]}
+        for start in range(0, len(self.val), c.eval_batch_size):
+            idx = list(range(start, min(start + c.eval_batch_size, len(self.val))))
+            logs = self.batch_losses([self.val[i] for i in idx], idx, self.val, keys, gen, True, self.model)
+            for name, count in (("mlm", logs["n_masked"]), ("itm", torch.tensor(float(len(idx)))), ("qa", logs["n_qa"])):
+                n = float(count)
+                if n:
+                    sums[name][0] += float(logs[f"{name}_acc"]) * n
+                    sums[name][1] += n
+        metrics = {f"val/{k}_acc": v[0] / v[1] for k, v in sums.items() if v[1]}
+        metrics["val/score"] = float(np.mean(list(metrics.values())))
+        return metrics
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**self.vocab_state(), "qa_answers": list(self.qa_vocab.answers),
+                "generator": self.generator.get_state(), "backbone": self.model_setup.backbone.label()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.check_vocab_state(state)
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def read_pretrained(path: str | Path) -> dict[str, Any]:
+    """A pre-training checkpoint (``RUN/best.pt`` or ``last.pt``) with a clear error otherwise."""
+    ckpt = load_checkpoint(path, "cpu")
+    if ckpt.get("kind") != PretrainTask.kind:
+        raise DataError(f"{path}: a {ckpt.get('kind')!r} checkpoint, not a CLIP-ViL_p pre-training one "
+                        "(vln-clip pretrain writes RUN/best.pt); or pass --from scratch")
+    return ckpt
+
+
+CORE_PREFIXES = ("backbone.", "embeddings.", "visual_embeddings.", "encoder.", "pooler.")
+
+
+class FinetuneTask(_VLTask):
+    """A classifier over the pooled output for VQA, SNLI-VE or GQA."""
+
+    kind = "clipvil-finetune"
+
+    def __init__(self, config: FinetuneConfig) -> None:
+        self.config = config
+        self.freeze = config.freeze_backbone
+        self.pretrained: dict[str, Any] | None = None
+        self.model_setup = config.model
+        if config.init != "scratch":
+            self.pretrained = read_pretrained(config.init)
+            pre = PretrainConfig.from_dict(self.pretrained["config"])
+            # the model is the pre-trained one: its backbone, sizes, image rule and text length
+            self.model_setup = dataclasses.replace(pre.model, vocab=None, text_init=None,
+                                                   cache_images=config.model.cache_images,
+                                                   threads=config.model.threads)
+            self.config = dataclasses.replace(config, model=self.model_setup)
+
+    def setup(self, ctx: TaskContext) -> None:
+        c = self.config
+        self.data: TaskData = load_task(c.data, c.task, c.eval_splits, c.train_split, c.min_answer_count)
+        if self.pretrained is not None and not (ctx.resuming and (ctx.out_dir / VOCAB_FILE).is_file()):
+            ctx.out_dir.mkdir(parents=True, exist_ok=True)
+            (ctx.out_dir / VOCAB_FILE).write_text("\n".join(self.pretrained["extra"]["vocab"]) + "\n", encoding="utf-8")
+            self.tokenizer = WordPieceTokenizer(ctx.out_dir / VOCAB_FILE)
+        else:
+            self.tokenizer = _tokenizer_for(ctx.out_dir, self.model_setup, [ex.text for ex in self.data.train],
+                                            ctx.resuming)
+        self._build_inputs(ctx, c.data)
+        self._build_model(classes=len(self.data.classes))
+        if self.pretrained is not None:
+            self._load_core(self.pretrained["models"]["model"])
+        elif self.model_setup.text_init:
+            load_bert_state(self.model, self.model_setup.text_init)
+        self.order = DataOrder(len(self.data.train), c.batch_size, seed=c.seed)
+
+    def _load_core(self, state: dict[str, torch.Tensor]) -> None:
+        core = {k: v for k, v in state.items() if k.startswith(CORE_PREFIXES)}
+        missing, unexpected = self.model.load_state_dict(core, strict=False)
+        missing = [k for k in missing if k.startswith(CORE_PREFIXES)]
+        if missing or unexpected:
+            raise DataError(f"{self.config.init}: does not fit the model (missing {missing[:3]}, unexpected "
+                            f"{list(unexpected)[:3]}); fine-tune from a checkpoint of vln-clip pretrain")
+
+    def optimizers(self) -> dict[str, tuple[Any, OptimizerConfig]]:
+        c = self.config
+        return self._optimizers(c.backbone_optim, c.transformer_optim, c.backbone_decay_epochs, c.warmup_fraction,
+                                c.epochs)
+
+    def logits(self, examples: Sequence[TaskExample], model: torch.nn.Module) -> torch.Tensor:
+        ids, mask, _ = self.encode_text([ex.text for ex in examples], self.model_setup.max_text_len)
+        images, valid = self.image_batch([ex.image_key for ex in examples])
+        out = model(images, valid, ids.to(self.device), mask.to(self.device), patches=None)
+        return self.model.classifier(out["pooled"])
+
+    def loss(self, logits: torch.Tensor, examples: Sequence[TaskExample]) -> torch.Tensor:
+        if self.config.task == "vqa":
+            soft = torch.zeros_like(logits)
+            for i, ex in enumerate(examples):
+                for k, s in (ex.target or {}).items():  # type: ignore[union-attr]
+                    soft[i, k] = s
+            # LXMERT/CLIP-ViL: BCE averaged over answers times the number of answers
+            return F.binary_cross_entropy_with_logits(logits, soft) * logits.shape[1]
+        target = torch.tensor([int(ex.target) for ex in examples], device=logits.device)  # type: ignore[arg-type]
+        return F.cross_entropy(logits, target)
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        examples = [self.data.train[i] for i in self.order.next().tolist()]
+        return {"loss": self.loss(self.logits(examples, self.module("model")), examples)}
+
+    def predict(self, split: str) -> tuple[list[TaskExample], list[str], np.ndarray]:
+        """Predicted answer strings and per-question scores (VQA accuracy in [0, 1], else 0/1)."""
+        examples = self.data.evals[split]
+        preds: list[str] = []
+        for start in range(0, len(examples), self.config.eval_batch_size):
+            batch = examples[start: start + self.config.eval_batch_size]
+            preds.extend(self.data.classes[int(i)] for i in self.logits(batch, self.model).argmax(1).tolist())
+        if self.config.task == "vqa":
+            scored = [i for i, ex in enumerate(examples) if ex.answers]
+            scores = np.full(len(examples), np.nan)
+            if scored:
+                scores[scored] = vqa_accuracy([examples[i].answers for i in scored], [preds[i] for i in scored])
+        else:
+            scores = np.array([np.nan if ex.answer is None else float(p == ex.answer) for ex, p in zip(examples, preds)])
+        return examples, preds, scores
+
+    def evaluate(self) -> dict[str, float]:
+        out = {}
+        for split in self.data.evals:
+            _, _, scores = self.predict(split)
+            if np.isfinite(scores).any():
+                out[f"{split}/accuracy"] = float(np.nanmean(scores) * 100.0)
+        return out
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**self.vocab_state(), "classes": list(self.data.classes), "task": self.config.task,
+                "init": self.config.init}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.check_vocab_state(state)
+        if state.get("classes") and list(state["classes"]) != list(self.data.classes):
+            raise DataError("the checkpoint's label space differs from the one built on this training split; "
+                            "resume with the same --data and --min-answer-count")
+

@@ -21,3 +21,14 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", name:
 def not_available(what: str, issue: str) -> int:
     print(f"vln-clip {what}: not available yet ({issue}).", file=sys.stderr)
     return 3
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a clear usage error instead of a traceback later)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -23,7 +23,7 @@ The rules, with the official code's quirks kept on purpose (they change scores):
   only "not followed by a digit" is in force. The official call passes ``re.UNICODE`` as the
   positional *count* argument of ``sub``, so at most 32 (the value of ``re.UNICODE``) periods
   are removed. ``\\d`` is ASCII-only, as in the Python 2 code (its patterns have no flags).
-  Apostrophes, colons, ``#``, ``$``, ``%``, ``&``, ``*``, ``'`` and ``:`` are not in the list.
+  Apostrophes, colons, ``#``, ``$``, ``%``, ``&`` and ``*`` are not in the list and stay.
 * **Digits and articles** (only when the ten answers differ, after punctuation): lower-case,
   split on whitespace, map the words ``none``, ``zero`` .. ``ten`` to ``0`` .. ``10``, drop
   ``a``/``an``/``the``, map words through the contraction table, join with single spaces.

@@ -69,6 +69,11 @@ class VQAItem:
     multiple_choice_answer: str | None = None
     answer_confidences: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.answers and not self.answer_confidences:
+            # The files always carry a confidence; "yes" is what a writer without one records.
+            self.answer_confidences = ["yes"] * len(self.answers)
+
     @property
     def annotated(self) -> bool:
         return bool(self.answers)

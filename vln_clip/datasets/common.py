@@ -47,11 +47,20 @@ def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
     return isinstance(value, kinds)
 
 
+_ABSENT = object()
+
+
 class Entry:
-    """Where an entry sits in a file (``path: questions[12] (question_id 4587)``), for messages."""
+    """Where an entry sits in a file (``path: questions[12] (question_id 4587)``), for messages.
+
+    Readers make one per entry of files with hundreds of thousands of entries, so it is kept
+    cheap: the path is stored as given and :meth:`field` returns at once when the type is right.
+    """
+
+    __slots__ = ("path", "where", "fix")
 
     def __init__(self, path: PathLike, where: str, fix: str):
-        self.path = Path(path)
+        self.path = path
         self.where = where
         self.fix = fix
 
@@ -61,6 +70,10 @@ class Entry:
     def field(self, obj: Any, name: str, kind: type | tuple[type, ...], *, optional: bool = False,
               default: Any = None) -> Any:
         """``obj[name]`` checked to be of ``kind`` (None/default when optional and absent)."""
+        if type(obj) is dict:
+            value = obj.get(name, _ABSENT)
+            if type(value) is kind:  # the common case: present and of exactly the right type
+                return value
         if not isinstance(obj, dict):
             raise self.error(f"must be an object, got {type_name(obj)}")
         if name not in obj:

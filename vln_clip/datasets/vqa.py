@@ -139,19 +139,11 @@ def read_vqa(questions_path: PathLike, annotations_path: PathLike | None = None)
         if len(answers) != N_ANSWERS:
             raise entry.error(f"has {len(answers)} answers; VQA v2 has exactly {N_ANSWERS} per question",
                               "fix the entry or re-download the annotations")
-        texts, confidences, answer_ids = [], [], set()
-        for j, ans in enumerate(answers):
-            sub = Entry(annotations_path, f"{entry.where}: answers[{j}]", afix)
-            texts.append(sub.field(ans, "answer", str))
-            confidences.append(sub.one_of(sub.field(ans, "answer_confidence", str, optional=True, default="yes"),
-                                          "answer_confidence", CONFIDENCES))
-            answer_id = sub.field(ans, "answer_id", int, optional=True, default=j + 1)
-            if answer_id in answer_ids:
-                # The official evaluator leaves out every answer record equal to the current one;
-                # repeated records would silently change its leave-one-out subsets.
-                raise sub.error(f"answer_id {answer_id} repeats within the question",
-                                "give the ten answers distinct answer_id 1..10")
-            answer_ids.add(answer_id)
+        if _plain_answers(answers):
+            texts = [ans["answer"] for ans in answers]
+            confidences = [ans.get("answer_confidence", "yes") for ans in answers]
+        else:
+            texts, confidences = _checked_answers(answers, annotations_path, entry.where, afix)
         item.answers = texts
         item.answer_confidences = confidences
         ordered.append(item)
@@ -160,6 +152,36 @@ def read_vqa(questions_path: PathLike, annotations_path: PathLike | None = None)
         raise DataError(f"{annotations_path}: {len(missing)} question(s) of {questions_path} have no annotation "
                         f"(first: question_id {missing[0]}); use the questions and annotations of the same split")
     return ordered
+
+
+_CONFIDENCE_SET = frozenset(CONFIDENCES)
+
+
+def _plain_answers(answers: list) -> bool:
+    """True when the answer records are well formed (the fast path of :func:`read_vqa`)."""
+    if not all(type(a) is dict and type(a.get("answer")) is str
+               and type(c := a.get("answer_confidence", "yes")) is str and c in _CONFIDENCE_SET for a in answers):
+        return False
+    ids = [a.get("answer_id", j + 1) for j, a in enumerate(answers)]
+    return all(type(i) is int for i in ids) and len(set(ids)) == len(ids)
+
+
+def _checked_answers(answers: list, path: Path, where: str, fix: str) -> tuple[list[str], list[str]]:
+    """The answer records checked one by one; raises the DataError naming the bad one."""
+    texts, confidences, answer_ids = [], [], set()
+    for j, ans in enumerate(answers):
+        sub = Entry(path, f"{where}: answers[{j}]", fix)
+        texts.append(sub.field(ans, "answer", str))
+        confidences.append(sub.one_of(sub.field(ans, "answer_confidence", str, optional=True, default="yes"),
+                                      "answer_confidence", CONFIDENCES))
+        answer_id = sub.field(ans, "answer_id", int, optional=True, default=j + 1)
+        if answer_id in answer_ids:
+            # The official evaluator leaves out every answer record equal to the current one;
+            # repeated records would silently change its leave-one-out subsets.
+            raise sub.error(f"answer_id {answer_id} repeats within the question",
+                            "give the ten answers distinct answer_id 1..10")
+        answer_ids.add(answer_id)
+    return texts, confidences
 
 
 def write_vqa(questions_path: PathLike, annotations_path: PathLike | None, items: Sequence[VQAItem], *,

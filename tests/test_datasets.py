@@ -26,6 +26,11 @@ def _vqa_items() -> list[VQAItem]:
     ]
 
 
+def _write(path: Path, data) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
 def _fail(path: Path, data, reader, *needles: str) -> str:
     path.write_text(json.dumps(data) if not isinstance(data, str) else data)
     with pytest.raises(DataError) as err:
@@ -247,6 +252,11 @@ def test_karpathy_round_trip_splits_and_errors(tmp_path):
     bad["images"][2]["sentences"][0]["sentid"] = 0
     bad["images"][2]["sentids"] = [0]
     _fail(tmp_path / "b.json", bad, coco.read_karpathy, "images[2] (imgid 2): sentences[0]", "sentid 0 is also used")
+    bad = copy.deepcopy(data)
+    bad["images"][0]["sentids"] = [0, 7]
+    _fail(tmp_path / "b.json", bad, coco.read_karpathy, "images[0] (imgid 0)", "are not the sentid of its sentences")
+    bad["images"][0]["sentids"] = [1, 0]  # the order is not checked
+    assert coco.read_karpathy(_write(tmp_path / "ok.json", bad))[0].imgid == 0
     bad = copy.deepcopy(data)
     del bad["images"][0]["sentences"][1]["tokens"]
     _fail(tmp_path / "b.json", bad, coco.read_karpathy, "sentences[1]", "field 'tokens' is missing")

@@ -165,9 +165,9 @@ def read_karpathy(path: PathLike) -> list[KarpathyImage]:
                 raise sub.error(f"imgid {s_img} differs from its image's imgid {imgid}", "fix the sentence's imgid")
             sentences.append(KarpathySentence(sentid, sub.field(s, "raw", str), sub.str_list(s, "tokens")))
         sentids = entry.field(im, "sentids", list, optional=True)
-        if sentids is not None and list(sentids) != [s.sentid for s in sentences]:
-            raise entry.error(f"'sentids' {sentids} do not list its sentences' sentid in order",
-                              "make sentids match the sentences")
+        if sentids is not None and sorted(map(repr, sentids)) != sorted(repr(s.sentid) for s in sentences):
+            raise entry.error(f"'sentids' {sentids} are not the sentid of its sentences "
+                              f"{[s.sentid for s in sentences]}", "make sentids list the sentences' sentid")
         out.append(KarpathyImage(imgid, stem(filename), filename, split, sentences,
                                  entry.field(im, "filepath", str, optional=True),
                                  entry.field(im, "cocoid", int, optional=True)))

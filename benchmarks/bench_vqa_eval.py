@@ -5,6 +5,10 @@ Result (2026-12-02, 200,000 questions, 2 CPU cores shared with seven other jobs:
 
     vectorised 4.36 s (45,900 questions/s) vs loop 26.3 s (7,600 questions/s): 6.0x, identical scores
 
+For scale, the official ``vqaEval.py`` itself (run under Python 3 outside the repository, same
+load) took 97.9 s on the first 50,000 of these questions, against 2.0 s vectorised and 8.3 s for
+the loop, with per-question scores and all aggregates identical to the bit.
+
 About half of the vectorised time is turning the 2.2 million answer strings into integer codes
 (dict/map calls, once per string) and a quarter normalising the distinct strings; the scoring
 itself (matching, leave-one-out table, sums) is a few numpy calls.

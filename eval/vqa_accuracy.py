@@ -22,9 +22,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from vln_clip.datasets.common import PathLike
 from vln_clip.datasets.results import read_vqa_results
 from vln_clip.datasets.vqa import ANSWER_TYPES, VQAItem, read_vqa
-from vln_clip.datasets.common import PathLike
 
 from .vqa_rules import (N_ANSWERS, clean, leave_one_out_score, leave_one_out_scores, normalize_answer,
                         process_digit_article, process_punctuation)

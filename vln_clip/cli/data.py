@@ -7,6 +7,7 @@ import json
 
 from .common import add_parser
 from . import data_aug, data_synth
+from . import data_synth_vl
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -22,6 +23,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_stats)
     data_synth.register(dsub)
+    data_synth_vl.register(dsub)
     data_aug.register(dsub)
     p.set_defaults(func=lambda a: p.print_help() or 1)
 

@@ -1,4 +1,5 @@
-"""``vln-clip features``: encoders, the 36 discretized views, CLIP feature extraction, TSV conversion."""
+"""``vln-clip features``: encoders, the 36 discretized views, CLIP feature extraction (panoramas, and
+grid / pooled features of any image folder), TSV conversion."""
 
 from __future__ import annotations
 
@@ -89,6 +90,56 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     x.add_argument("--no-progress", action="store_true")
     _view_args(x)
     x.set_defaults(func=_extract)
+
+    g = add_parser(fsub, "grid", "grid (or pooled) features of a folder of images, keyed by file stem",
+                   ["vln-clip features grid --encoder clip_res50 --images coco/train2014 --out "
+                    "data/features/grid_clip_res50_train2014.h5",
+                    "vln-clip features grid --encoder clip_res50x4 --images coco/val2014 --out grid_val.h5 "
+                    "--preset pretrain   # shorter side 384, longer at most 640",
+                    "vln-clip features grid --encoder clip_vit_b32 --images synth_vl/images --out g.h5 "
+                    "--random-weights --device cpu",
+                    "vln-clip features grid --encoder clip_res50 --images coco/val2014 --out pooled.h5 --pooled",
+                    "torchrun --nproc-per-node 8 -m vln_clip.cli.main features grid --encoder clip_res50x4 "
+                    "--images coco/train2014 --out grid_train.h5"],
+                   description="CLIP-ResNet layer4 maps before the attention pool (RN50/RN101 2048 channels, "
+                               "RN50x4 2560), CLIP-ViT final-layer patch tokens in grid order, or "
+                               "ImageNet-ResNet-152 C5, one entry per image keyed by its file stem, "
+                               "[H', W', C] (ResNets) or [N, C] (ViT) float16. Resolution as in the paper: "
+                               "shorter side 600, longer at most 1000 (VQA, captioning; Jiang et al.), "
+                               "384/640 for pre-training; aspect ratio kept, both sides snapped down to a "
+                               "multiple of 32. Images of one input shape are batched together; finished "
+                               "batches are journaled, so re-running after a kill resumes; under torchrun "
+                               "every rank takes a slice and rank 0 builds the store. --pooled stores the "
+                               "[D] embedding instead (default: CLIP's centre crop at the encoder's input "
+                               "size). On CPU the expected time is printed after the first batch.")
+    g.add_argument("--encoder", required=True, help="registry name (see `vln-clip features encoders`)")
+    g.add_argument("--images", required=True, type=Path, help="folder holding the .jpg/.jpeg/.png images "
+                                                               "(keys are file stems)")
+    g.add_argument("--out", required=True, type=Path, help="output .h5 feature store")
+    gw = g.add_mutually_exclusive_group()
+    gw.add_argument("--weights", help="checkpoint file or open_clip tag (default: the encoder's default tag "
+                                      "from the local cache)")
+    gw.add_argument("--random-weights", action="store_true",
+                    help="untrained encoder, on purpose (recorded as weights='random')")
+    g.add_argument("--pooled", action="store_true", help="store the pooled [D] embedding per image instead of a grid")
+    g.add_argument("--short-side", type=int, help="shorter side in pixels (default 600; --pooled: the "
+                                                  "encoder's input size with a centre crop)")
+    g.add_argument("--long-side", type=int, help="longer side at most this (default 1000; 0 = no limit)")
+    g.add_argument("--preset", help="the paper's resolutions by name: vqa / captioning = 600/1000, "
+                                    "pretrain = 384/640")
+    g.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
+                   help="centre-crop to a --short-side square (CLIP's preprocessing; default: on with "
+                        "--pooled, off for grids)")
+    g.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the rank's GPU if any)")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto = bf16 (fp16 without bf16 support) on GPU, fp32 on CPU")
+    g.add_argument("--workers", type=int, help="image decoding worker processes")
+    g.add_argument("--limit", type=int, help="only the first N images (by key)")
+    g.add_argument("--l2-normalize", action="store_true", help="--pooled: store L2-normalized embeddings")
+    g.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    g.add_argument("--no-progress", action="store_true")
+    g.set_defaults(func=_grid)
 
     m = add_parser(fsub, "merge", "build a store from an unfinished/sharded run's journal and shard files",
                    ["vln-clip features merge --out clip_res50x4.h5",
@@ -208,13 +259,47 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(args: argparse.Namespace) -> int:
+    from vln_clip.encoders import get_spec
+    from vln_clip.errors import DataError
+    from vln_clip.features.grid import RESOLUTION_PRESETS, GridConfig, ResolutionRule, default_rule, extract_grid
+    from vln_clip.features.store import FeatureStore
+
+    rule = default_rule(args.encoder, args.pooled)
+    crop = rule.crop if args.crop is None else args.crop
+    if args.preset:
+        if args.preset not in RESOLUTION_PRESETS:
+            raise DataError(f"--preset {args.preset!r}: choose one of {', '.join(sorted(RESOLUTION_PRESETS))}")
+        if args.short_side or args.long_side is not None:
+            raise DataError("pass either --preset or --short-side/--long-side, not both")
+        short, long = RESOLUTION_PRESETS[args.preset]
+        rule = ResolutionRule(short, long, rule.stride, crop=bool(args.crop))
+    elif args.short_side or args.long_side is not None or crop != rule.crop:
+        long = rule.long_side if args.long_side is None else (args.long_side or None)
+        rule = ResolutionRule(args.short_side or rule.short_side, long, get_spec(args.encoder).stride, crop=crop)
+    cfg = GridConfig(encoder=args.encoder, images=args.images, out=args.out, rule=rule, weights=args.weights,
+                     random_weights=args.random_weights, pooled=args.pooled, l2_normalize=args.l2_normalize,
+                     batch_size=args.batch_size, limit=args.limit, device=args.device, precision=args.precision,
+                     workers=args.workers, dtype=args.dtype, progress=not args.no_progress)
+    out = extract_grid(cfg)
+    with FeatureStore(out) as store:
+        what = f"[{store.dim}] embeddings" if store.kind == "pooled" else f"{store.grid_layout} grids x {store.dim}"
+        print(f"{out}: {len(store)} images, {what} ({store.encoder}, weights {store.weights}, "
+              f"short side {store.attrs['short_side']}, long side {store.attrs['long_side'] or 'unlimited'})")
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     from vln_clip.features.store import FeatureStore, journal_dir
 
     with FeatureStore(args.store) as store:
-        info = {"path": str(args.store), "viewpoints": len(store), "scans": len({k.split("_", 1)[0] for k in
-                                                                                store.keys()}),
-                "dim": store.dim, **{k: v for k, v in store.attrs.items() if k != "dim"}}
+        if store.kind == "pano":
+            info = {"path": str(args.store), "viewpoints": len(store),
+                    "scans": len({k.split("_", 1)[0] for k in store.keys()})}
+        else:
+            info = {"path": str(args.store), "images": len(store)}
+        info.update({"kind": store.kind, "dim": store.dim,
+                     **{k: v for k, v in store.attrs.items() if k not in ("dim", "kind")}})
     pending = journal_dir(args.store)
     if pending.exists():
         info["unfinished_journal"] = str(pending)

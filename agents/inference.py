@@ -41,8 +41,8 @@ def _follower_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device) 
         raise DataError("this checkpoint holds a speaker, not a follower; pass a follower or "
                         "back-translation checkpoint (DIR/best.pt of `vln-clip train --agent follower|bt`)")
     cfg = TrainConfig.from_dict(ckpt["config"])
-    vocab = Vocab(ckpt["vocab"])
-    model = Follower(len(vocab), int(ckpt["feature_dim"]), cfg.embed_dim, cfg.hidden_dim, cfg.angle_embed_dim,
+    vocab = Vocab(ckpt["extra"]["vocab"])
+    model = Follower(len(vocab), int(ckpt["extra"]["feature_dim"]), cfg.embed_dim, cfg.hidden_dim, cfg.angle_embed_dim,
                      cfg.dropout, cfg.feat_dropout, vocab.pad)
     model.load_state_dict(ckpt["models"]["follower"])
     model.to(device).eval()
@@ -72,7 +72,7 @@ def predict_trajectories(checkpoint: str | os.PathLike[str], split_file: str | o
     """Greedy trajectories of a follower for every instruction of ``split_file`` (R2R format)."""
     ckpt = load_checkpoint(checkpoint, device)
     model, cfg, vocab = _follower_from_checkpoint(ckpt, device)
-    feats = _open_features(features, int(ckpt["feature_dim"]), checkpoint)
+    feats = _open_features(features, int(ckpt["extra"]["feature_dim"]), checkpoint)
     if episodes is None:
         langs = None if cfg.dataset != "rxr" or cfg.language == "multi" else [cfg.language]
         episodes = read_episodes(split_file, langs)

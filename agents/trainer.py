@@ -29,10 +29,8 @@ on those instructions under the *same* mask for every view and every step.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import time
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -48,7 +46,9 @@ from vln_clip.graph import GraphStore
 from vln_clip.paths import data_dir as default_data_dir
 from vln_clip.tokenizers import Vocab, tokenize
 
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from vln_clip.train import DataOrder, LoopConfig, OptimizerConfig, Task, Trainer, fork_rng
+
+from .checkpoint import CONVERTERS, load_checkpoint
 from .config import TrainConfig
 from .follower import Follower
 from .speaker import Speaker, corpus_bleu
@@ -415,8 +415,25 @@ class TrainResult:
     curve_png: Path | None = None
 
 
-class Run:
-    """State of one training run: data, models, optimizers, environments, RNG, history."""
+#: what the progress lines show and curves.png draws (the ones a run has; others are skipped)
+REPORT_KEYS = ("loss", "il_loss", "rl_loss", "aug_il_loss", "aug_rl_loss", "speaker_loss", "reward",
+               "val_seen/success", "val_seen/spl", "val_unseen/success", "val_unseen/spl", "val_unseen/ndtw",
+               "val_seen/bleu", "val_unseen/bleu")
+
+
+class Run(Task):
+    """One VLN training run as a :class:`vln_clip.train.Task`: data, models, environments, losses.
+
+    The run's updates go through :class:`vln_clip.train.Trainer` (one RMSprop optimizer for
+    the follower, Adam for the speaker; gradient clipping ``grad_clip``; constant learning
+    rates as in EnvDrop); ``follower_iteration()`` / ``speaker_iteration()`` do one such
+    update directly (tests, benchmarks), :func:`train` runs the whole loop. Training batches
+    come from :class:`vln_clip.train.DataOrder` objects over one generator seeded with
+    ``cfg.seed`` (real and augmented batches draw from the same stream).
+    """
+
+    supports_distributed = False  # the follower is driven through encode/step, not forward
+    checkpoint_converters = CONVERTERS
 
     def __init__(self, cfg: TrainConfig, resume: dict[str, Any] | None = None) -> None:
         cfg.validate()
@@ -430,7 +447,7 @@ class Run:
                             + (f" in language {cfg.language}" if cfg.dataset == "rxr" else ""))
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
-        self.vocab = Vocab(resume["vocab"]) if resume else build_vocab(self.episodes["train"], cfg)
+        self.vocab = Vocab(resume["extra"]["vocab"]) if resume else build_vocab(self.episodes["train"], cfg)
         self.features = self._open_features()
         self.feature_dim = 0 if self.features is None else int(self.features.dim)
         if cfg.eval_max_episodes:
@@ -442,18 +459,19 @@ class Run:
         self.lengths = {s: (t != self.vocab.pad).sum(1).cpu() for s, t in self.tokens.items()}
         self.envs: dict[str, RolloutEnv] = {}
         self.order_gen = torch.Generator().manual_seed(cfg.seed)
-        self.order: torch.Tensor = torch.empty(0, dtype=torch.long)
-        self.cursor = 0
-        self.iteration = 0
-        self.best_score: float | None = None
-        self.history: list[dict[str, Any]] = []
+        self.train_order = DataOrder(len(self.episodes["train"]), cfg.batch_size, generator=self.order_gen)
         self.follower: Follower | None = None
         self.speaker: Speaker | None = None
         self.aug: list[Episode] = []
         self._graphed: dict[str, list[Callable[..., tuple[torch.Tensor, ...]]]] = {}
+        self._trainer: Trainer | None = None
         if cfg.cuda_graphs and self.device.type != "cuda":
             raise DataError("cuda_graphs needs a CUDA device (--device cuda); on CPU the rollouts run eagerly")
         self._build_models()
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "speaker" if self.cfg.agent == "speaker" else "follower"
 
     # -- set-up ----------------------------------------------------------------------------
     def _open_features(self) -> Any:
@@ -483,11 +501,8 @@ class Run:
         c = self.cfg
         if c.agent in ("follower", "bt"):
             self.follower = self.follower_model()
-            self.optimizer = torch.optim.RMSprop(self.follower.parameters(), lr=c.lr)
         if c.agent in ("speaker", "bt"):
             self.speaker = self.speaker_model()
-            if c.agent == "speaker":
-                self.optimizer = torch.optim.Adam(self.speaker.parameters(), lr=c.speaker_lr)
         if c.agent == "bt":
             self._load_bt_inputs()
 
@@ -500,20 +515,20 @@ class Run:
                             "(from `vln-clip data aug-paths`) and normally --follower-checkpoint (the "
                             "follower's best.pt)")
         sp = load_checkpoint(c.speaker_checkpoint, self.device)
-        if sp["vocab"] != self.vocab.itos:
+        if sp["extra"]["vocab"] != self.vocab.itos:
             # the follower must read the speaker's words: adopt the speaker's vocabulary
-            self.vocab = Vocab(sp["vocab"])
+            self.vocab = Vocab(sp["extra"]["vocab"])
             self.tokens = {s: encode_instructions(e, self.vocab, c.max_instr_len, c.tokenizer_dataset).to(self.device)
                            for s, e in self.episodes.items()}
             self.lengths = {s: (t != self.vocab.pad).sum(1).cpu() for s, t in self.tokens.items()}
             self.follower = self.follower_model()
-            self.optimizer = torch.optim.RMSprop(self.follower.parameters(), lr=c.lr)
             self.speaker = self.speaker_model()
+        assert self.speaker is not None and self.follower is not None
         self.speaker.load_state_dict(sp["models"]["speaker"])
         self.speaker.eval()
         if c.follower_checkpoint:
             fo = load_checkpoint(c.follower_checkpoint, self.device)
-            if fo["vocab"] != self.vocab.itos:
+            if fo["extra"]["vocab"] != self.vocab.itos:
                 raise DataError(f"{c.follower_checkpoint}: its vocabulary differs from the speaker's "
                                 f"({c.speaker_checkpoint}); train both on the same dataset and split")
             self.follower.load_state_dict(fo["models"]["follower"])
@@ -522,6 +537,7 @@ class Run:
         self.aug = [e for e in self.aug if e.scan in known]
         if not self.aug:
             raise DataError(f"{c.aug_paths}: no augmented path is in a scan of {self.paths.connectivity}")
+        self.aug_order = DataOrder(len(self.aug), c.batch_size, generator=self.order_gen)
 
     def env(self, split: str) -> RolloutEnv:
         if split not in self.envs:
@@ -530,16 +546,76 @@ class Run:
                                           self.device, self.cfg.max_actions, self.cfg.max_instr_len)
         return self.envs[split]
 
+    # -- the Task interface ----------------------------------------------------------------
+    def models(self) -> dict[str, torch.nn.Module]:
+        """The trained models: the follower (follower, bt) or the speaker; bt's speaker is frozen."""
+        out: dict[str, torch.nn.Module] = {}
+        if self.follower is not None:
+            out["follower"] = self.follower
+        if self.speaker is not None and self.cfg.agent != "bt":
+            out["speaker"] = self.speaker
+        return out
+
+    def optimizers(self) -> dict[str, tuple[Any, OptimizerConfig]]:
+        """EnvDrop: RMSprop (lr 1e-4) for the follower, Adam for the speaker, both clipped at 40."""
+        c = self.cfg
+        if c.agent == "speaker":
+            assert self.speaker is not None
+            return {"speaker": (self.speaker.parameters(),
+                                OptimizerConfig("adam", lr=c.speaker_lr, grad_clip=c.grad_clip))}
+        assert self.follower is not None
+        return {"follower": (self.follower.parameters(),
+                             OptimizerConfig("rmsprop", lr=c.lr, grad_clip=c.grad_clip))}
+
+    def train_step(self, step: int) -> dict[str, torch.Tensor]:
+        return self.speaker_loss() if self.cfg.agent == "speaker" else self.follower_loss()
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"vocab": list(self.vocab.itos), "feature_dim": self.feature_dim}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if state.get("vocab") is not None and list(state["vocab"]) != list(self.vocab.itos):
+            raise DataError("the checkpoint's vocabulary differs from this run's; resume with the same "
+                            "training split (the vocabulary is rebuilt from it) or build the Run from the checkpoint")
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    def loop_config(self, progress: bool = True) -> LoopConfig:
+        """The loop settings of this run (its TrainConfig's schedule, selection, output)."""
+        c = self.cfg
+        key = "bleu" if c.agent == "speaker" else c.selection_metric
+        # seed=None: the run seeded itself when built (model init); bf16=False keeps the VLN
+        # numbers (and CUDA-graph capture) in fp32 as in EnvDrop.
+        return LoopConfig(out_dir=c.out_dir, iters=c.iters, eval_every=c.eval_every, log_every=c.log_every,
+                          save_every=c.save_every, seed=None, device=c.device, best_metric=f"val_unseen/{key}",
+                          best_mode="max", bf16=False, progress="auto" if progress else "off",
+                          report_keys=REPORT_KEYS)
+
+    def trainer(self, loop: LoopConfig | None = None) -> Trainer:
+        """The run's :class:`vln_clip.train.Trainer` (built on first use)."""
+        if self._trainer is None:
+            self._trainer = Trainer(self, loop or self.loop_config(progress=False))
+        return self._trainer
+
+    @property
+    def iteration(self) -> int:
+        return self.trainer().step
+
+    def state(self) -> dict[str, Any]:
+        """The checkpoint payload of the run as it is now."""
+        return self.trainer().state_dict()
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        self.trainer().load_state_dict(ckpt)
+
     # -- batches ---------------------------------------------------------------------------
-    def next_batch(self, n: int) -> torch.Tensor:
-        """Next ``batch_size`` training indices; reshuffled every epoch from the run's generator."""
-        b = min(self.cfg.batch_size, n)
-        if self.cursor + b > len(self.order):
-            self.order = torch.randperm(n, generator=self.order_gen)
-            self.cursor = 0
-        idx = self.order[self.cursor: self.cursor + b]
-        self.cursor += b
-        return idx
+    def next_batch(self, n: int | None = None) -> torch.Tensor:
+        """Next ``batch_size`` training indices (CPU); reshuffled every epoch from the run's generator."""
+        return self.train_order.next()
+
+    def aug_batch(self) -> torch.Tensor:
+        return self.aug_order.next()
 
     def batch_tokens(self, split: str, idx: torch.Tensor) -> torch.Tensor:
         """Instruction ids of ``idx`` (CPU indices), cut to the batch's longest instruction.
@@ -552,20 +628,19 @@ class Run:
             return tok
         return tok[:, : int(self.lengths[split][idx].max())]
 
-    # -- one update ------------------------------------------------------------------------
-    def follower_iteration(self) -> dict[str, float]:
+    # -- losses of one update --------------------------------------------------------------
+    def follower_loss(self) -> dict[str, torch.Tensor]:
+        """IL (+ A2C) on real batches (+ the augmented batch for bt); ``loss`` is their weighted sum."""
         c, m = self.cfg, self.follower
         assert m is not None
-        m.train()
         env = self.env("train")
-        self.optimizer.zero_grad()
-        idx = self.next_batch(len(self.episodes["train"]))
+        idx = self.next_batch()
         il = il_rollout(m, env, idx.to(self.device), self.batch_tokens("train", idx), c.max_actions,
                         steps=self.graphed("il", len(idx), env))
         loss = c.ml_weight * il
         logs = {"il_loss": il}
         if c.use_rl:
-            idx2 = self.next_batch(len(self.episodes["train"]))
+            idx2 = self.next_batch()
             rl, stats = rl_rollout(m, env, idx2.to(self.device), self.batch_tokens("train", idx2),
                                    c.max_actions, c.gamma, c.entropy_weight, steps=self.graphed("rl", len(idx2), env))
             loss = loss + rl
@@ -574,11 +649,12 @@ class Run:
             aug_loss, aug_logs = self.aug_loss()
             loss = loss + aug_loss
             logs.update(aug_logs)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), c.grad_clip)
-        self.optimizer.step()
         logs["loss"] = loss
-        return {k: float(v.detach()) for k, v in logs.items()}  # one sync per iteration, after the update
+        return logs
+
+    def follower_iteration(self) -> dict[str, float]:
+        """One follower update (through the run's Trainer); the logged floats."""
+        return self.trainer().update()
 
     def aug_loss(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Augmented batch: speaker instructions + follower losses under one environmental mask."""
@@ -614,31 +690,28 @@ class Run:
                                                 self.cfg.max_actions, with_env_mask, self.device)
         return self._graphed[kind]
 
-    def aug_batch(self) -> torch.Tensor:
-        if not hasattr(self, "_aug_order") or self._aug_cursor + self.cfg.batch_size > len(self._aug_order):
-            self._aug_order = torch.randperm(len(self.aug), generator=self.order_gen)
-            self._aug_cursor = 0
-        b = min(self.cfg.batch_size, len(self.aug))
-        idx = self._aug_order[self._aug_cursor: self._aug_cursor + b]
-        self._aug_cursor += b
-        return idx
-
-    def speaker_iteration(self) -> dict[str, float]:
+    def speaker_loss(self) -> dict[str, torch.Tensor]:
+        """Teacher-forced cross-entropy of the speaker on a batch of teacher paths."""
         sp = self.speaker
         assert sp is not None
-        sp.train()
-        self.optimizer.zero_grad()
-        idx = self.next_batch(len(self.episodes["train"]))
+        idx = self.next_batch()
         acts, panos, smask = teacher_trajectories(self.env("train"), idx.to(self.device), self.cfg.max_actions)
         loss = sp.loss(acts, panos, smask, self.batch_tokens("train", idx), self.vocab.pad)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(sp.parameters(), self.cfg.grad_clip)
-        self.optimizer.step()
-        return {"speaker_loss": float(loss.detach())}
+        return {"speaker_loss": loss, "loss": loss}
+
+    def speaker_iteration(self) -> dict[str, float]:
+        """One speaker update (through the run's Trainer); the logged floats."""
+        return self.trainer().update()
 
     # -- evaluation ------------------------------------------------------------------------
-    def evaluate(self, split: str) -> dict[str, float]:
-        """Greedy follower metrics (eval.metrics) or speaker BLEU on ``split``; RNG untouched."""
+    def evaluate(self, split: str | None = None) -> dict[str, float]:  # type: ignore[override]
+        """Greedy follower metrics (eval.metrics) or speaker BLEU; RNG untouched.
+
+        ``split`` given: that split's metrics (``success``, ``spl``, ... or ``bleu``). None (what
+        the training loop calls): both validation splits as ``val_seen/success``, ...
+        """
+        if split is None:
+            return {f"{s}/{k}": v for s in ("val_seen", "val_unseen") for k, v in self.evaluate(s).items()}
         with fork_rng(self.device):
             if self.cfg.agent == "speaker":
                 return {"bleu": self.speaker_bleu(split)}
@@ -682,140 +755,31 @@ class Run:
                 hyps.append(self.vocab.decode(row))
         return corpus_bleu(hyps, [refs[p] for p in path_ids])
 
-    # -- checkpoints -----------------------------------------------------------------------
-    def models(self) -> dict[str, torch.nn.Module]:
-        out: dict[str, torch.nn.Module] = {}
-        if self.follower is not None:
-            out["follower"] = self.follower
-        if self.speaker is not None and self.cfg.agent != "bt":
-            out["speaker"] = self.speaker
-        return out
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "kind": "speaker" if self.cfg.agent == "speaker" else "follower",
-            "config": self.cfg.to_dict(),
-            "vocab": list(self.vocab.itos),
-            "feature_dim": self.feature_dim,
-            "models": {k: v.state_dict() for k, v in self.models().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "iteration": self.iteration,
-            "best_score": self.best_score,
-            "history": self.history,
-            "rng": rng_state(),
-            "order_rng": self.order_gen.get_state(),
-            "order": self.order.clone(),
-            "cursor": self.cursor,
-            "aug_order": getattr(self, "_aug_order", None),
-            "aug_cursor": getattr(self, "_aug_cursor", 0),
-        }
-
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        for k, mod in self.models().items():
-            mod.load_state_dict(ckpt["models"][k])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.iteration = int(ckpt["iteration"])
-        self.best_score = ckpt.get("best_score")
-        self.history = list(ckpt.get("history", []))
-        self.order_gen.set_state(ckpt["order_rng"])
-        self.order = ckpt["order"]
-        self.cursor = int(ckpt["cursor"])
-        if ckpt.get("aug_order") is not None:
-            self._aug_order = ckpt["aug_order"]
-            self._aug_cursor = int(ckpt["aug_cursor"])
-        set_rng_state(ckpt["rng"])
-
-
-@contextlib.contextmanager
-def fork_rng(device: torch.device):
-    """Evaluation must not move the training RNG streams (resume equivalence)."""
-    devices = [device] if device.type == "cuda" else []
-    import random
-
-    py, npst = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=devices):
-        yield
-    random.setstate(py)
-    np.random.set_state(npst)
-
-
-def _score(metrics: dict[str, float], key: str) -> float:
-    return float(metrics.get(key, 0.0))
-
-
-def plot_curves(history: list[dict[str, Any]], path: Path) -> Path | None:
-    """Learning curves (losses and validation metrics vs iteration) as a PNG, atomically."""
-    if not history:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from vln_clip.io import atomic_path
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    loss_keys = sorted({k for h in history for k in h if k.endswith("loss")})
-    for k in loss_keys:
-        pts = [(h["iteration"], h[k]) for h in history if k in h]
-        axes[0].plot([p[0] for p in pts], [p[1] for p in pts], label=k)
-    axes[0].set_xlabel("iteration")
-    axes[0].set_title("training losses")
-    if loss_keys:
-        axes[0].legend(fontsize=7)
-    metric_keys = sorted({k for h in history for k in h if "/" in k and k.split("/")[1] in ("success", "spl", "ndtw", "bleu")})
-    for k in metric_keys:
-        pts = [(h["iteration"], h[k]) for h in history if k in h]
-        axes[1].plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
-    axes[1].set_xlabel("iteration")
-    axes[1].set_title("validation")
-    if metric_keys:
-        axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
-    return path
-
-
-class _SigintFlag:
-    """Turn Ctrl-C into a flag checked between iterations, so the checkpoint is consistent."""
-
-    def __init__(self) -> None:
-        self.hit = False
-        self._old: Any = None
-
-    def __enter__(self) -> "_SigintFlag":
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        except ValueError:  # not the main thread
-            self._old = None
-        return self
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        if self.hit:  # second Ctrl-C: give up immediately
-            raise KeyboardInterrupt
-        self.hit = True
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+def _by_split(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``{"val_unseen/success": v}`` -> ``{"val_unseen": {"success": v}}``."""
+    out: dict[str, dict[str, float]] = {}
+    for key, v in metrics.items():
+        split, _, name = key.partition("/")
+        out.setdefault(split, {})[name] = v
+    return out
 
 
 def train(config: TrainConfig, resume: str | os.PathLike[str] | bool | None = None,
           progress: bool = True, stop_after: int | None = None) -> TrainResult:
     """Train ``config.agent`` for ``config.iters`` iterations in total (counting resumed ones).
 
-    ``resume``: a checkpoint path, or True for ``out_dir/last.pt``. Writes ``last.pt`` every
+    ``resume``: a checkpoint path, or True for ``out_dir/last.pt`` (old ``vln-clip-agent-1``
+    files resume too). Through :meth:`vln_clip.train.Trainer.fit`: ``last.pt`` every
     ``save_every`` iterations and on Ctrl-C, ``best.pt`` when the val-unseen selection metric
     (SR for R2R/synthetic, nDTW for RxR, BLEU for the speaker) improves, TensorBoard scalars
-    under ``out_dir/tb`` and ``curves.png``. ``stop_after`` ends the call after that many
-    iterations of this call (for tests of interruption).
+    under ``out_dir/tb``, ``curves.png``, progress on stderr (a bar on a terminal, plain lines
+    otherwise). ``stop_after`` ends the call after that many iterations of this call.
     """
     cfg = config
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = None
+    rpath: Path | None = None
     if resume:
         rpath = out / "last.pt" if resume is True else Path(resume)
         ckpt = load_checkpoint(rpath, cfg.device)
@@ -825,65 +789,9 @@ def train(config: TrainConfig, resume: str | os.PathLike[str] | bool | None = No
             setattr(saved, keep, getattr(cfg, keep))
         cfg = saved
     run = Run(cfg, ckpt)
+    trainer = run.trainer(run.loop_config(progress))
     if ckpt is not None:
-        run.restore(ckpt)
-    from torch.utils.tensorboard import SummaryWriter
-    from tqdm import tqdm
-
-    writer = SummaryWriter(str(out / "tb"))
-    select_key = "bleu" if cfg.agent == "speaker" else cfg.selection_metric
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    metrics: dict[str, dict[str, float]] = {}
-    interrupted = False
-    done_here = 0
-    bar = tqdm(total=cfg.iters, initial=run.iteration, disable=not progress, unit="it",
-               desc=f"{cfg.agent} {cfg.dataset}", dynamic_ncols=True)
-    t0 = time.perf_counter()
-    with _SigintFlag() as sigint:
-        while run.iteration < cfg.iters:
-            logs = run.speaker_iteration() if cfg.agent == "speaker" else run.follower_iteration()
-            run.iteration += 1
-            done_here += 1
-            bar.update(1)
-            it = run.iteration
-            if it % cfg.log_every == 0 or it == cfg.iters:
-                for k, v in logs.items():
-                    writer.add_scalar(f"train/{k}", v, it)
-                rate = done_here / max(time.perf_counter() - t0, 1e-9)
-                writer.add_scalar("train/it_per_s", rate, it)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items() if k.endswith("loss")})
-                run.history.append({"iteration": it, **logs})
-            if it % cfg.eval_every == 0 or it == cfg.iters:
-                entry: dict[str, Any] = {"iteration": it}
-                for split in ("val_seen", "val_unseen"):
-                    metrics[split] = run.evaluate(split)
-                    for k, v in metrics[split].items():
-                        if k != "episodes":
-                            writer.add_scalar(f"{split}/{k}", v, it)
-                            entry[f"{split}/{k}"] = v
-                run.history.append(entry)
-                score = _score(metrics["val_unseen"], select_key)
-                if run.best_score is None or score > run.best_score:
-                    run.best_score = score
-                    save_checkpoint(best_path, {**run.state(), "metrics": metrics})
-                bar.write(f"iter {it}: " + "  ".join(
-                    f"{s} {k}={v:.3f}" for s, mm in metrics.items() for k, v in mm.items()
-                    if k in ("success", "spl", "ndtw", "bleu")))
-            if it % cfg.save_every == 0 or it == cfg.iters:
-                save_checkpoint(last_path, run.state())
-            if sigint.hit:
-                save_checkpoint(last_path, run.state())
-                bar.write(f"interrupted: saved {last_path} at iteration {it}; continue with --resume")
-                interrupted = True
-                break
-            if stop_after is not None and done_here >= stop_after:
-                save_checkpoint(last_path, run.state())
-                break
-    bar.close()
-    writer.flush()
-    writer.close()
-    if not last_path.exists():
-        save_checkpoint(last_path, run.state())
-    curve = plot_curves(run.history, out / "curves.png")
-    return TrainResult(out, best_path if best_path.exists() else None, last_path, run.iteration, metrics,
-                       run.best_score, interrupted, curve)
+        trainer.load_state_dict(ckpt, str(rpath))
+    res = trainer.fit(stream=sys.stderr, stop_after=stop_after)
+    return TrainResult(res.out_dir, res.best_checkpoint, res.last_checkpoint, res.step, _by_split(res.metrics),
+                       res.best_score, res.interrupted, res.curves)

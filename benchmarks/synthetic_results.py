@@ -259,7 +259,7 @@ def back_translation(args: argparse.Namespace) -> dict[str, Any]:
     if start_cfg["use_rl"] == args.no_rl:
         raise SystemExit(f"{start}: trained {'with' if start_cfg['use_rl'] else 'without'} A2C; pass "
                          f"{'no --no-rl' if start_cfg['use_rl'] else '--no-rl'} so both arms train like it")
-    results: dict[str, Any] = {"start_iteration": int(load_checkpoint(start)["iteration"])}
+    results: dict[str, Any] = {"start_iteration": int(load_checkpoint(start)["step"])}
     bt = train(TrainConfig.preset("synthetic", out_dir=str(out / "bt"), agent="bt", iters=args.iters,
                                   aug_paths=str(aug), speaker_checkpoint=args.speaker_checkpoint,
                                   follower_checkpoint=str(start), use_rl=not args.no_rl, **common),

@@ -312,3 +312,57 @@ def test_bf16_autocast_on_cuda(tmp_path: Path):
     fp32.dtypes = []
     fit(fp32, _loop(tmp_path / "fp32", iters=2, device="cuda", bf16=False))
     assert set(fp32.dtypes) == {torch.float32}
+
+
+# ------------------------------------------------------------------------------------------
+# VLN on the core: old agent checkpoints
+
+
+def _as_legacy(new: dict) -> dict:
+    """What the pre-core trainer wrote (format vln-clip-agent-1) for the same run state."""
+    orders = new["data_orders"]
+    return {"format": "vln-clip-agent-1", "kind": new["kind"], "config": new["config"],
+            "vocab": new["extra"]["vocab"], "feature_dim": new["extra"]["feature_dim"], "models": new["models"],
+            "optimizer": new["optimizers"]["follower"], "iteration": new["step"], "best_score": new["best_score"],
+            "history": [{("iteration" if k == "step" else k): v for k, v in h.items()} for h in new["history"]],
+            "rng": new["rng"], "order_rng": orders["train_order"]["generator"], "order": orders["train_order"]["order"],
+            "cursor": orders["train_order"]["cursor"], "aug_order": None, "aug_cursor": 0,
+            "metrics": {"val_unseen": {"success": 0.5}}}
+
+
+def test_old_agent_checkpoints_load_convert_and_resume_exactly(tmp_path: Path):
+    from agents_world import make_plus_world
+
+    from vln_clip.agents.checkpoint import convert_checkpoint, load_checkpoint as load_agent
+    from vln_clip.agents.config import TrainConfig
+    from vln_clip.agents.inference import predict_trajectories
+    from vln_clip.agents.trainer import train
+
+    world = make_plus_world(tmp_path / "plus")
+    small = dict(encoder="test_enc", batch_size=8, hidden_dim=16, embed_dim=8, angle_embed_dim=8, min_word_count=1,
+                 max_actions=6, log_every=1, eval_every=100, save_every=100, eval_max_episodes=2,
+                 data_dir=str(world))
+    first = train(TrainConfig.preset("synthetic", **small, iters=2, out_dir=str(tmp_path / "new")), progress=False)
+    new = load_agent(first.last_checkpoint)
+    old_dir = tmp_path / "old"
+    old_dir.mkdir()
+    torch.save(_as_legacy(new), old_dir / "last.pt")
+    old = load_agent(old_dir / "last.pt")  # converted in memory
+    assert old["format"] == "vln-clip-train-1" and old["step"] == 2 and old["extra"] == new["extra"]
+    assert old["metrics"] == {"val_unseen/success": 0.5} and old["history"][0]["step"] == 1
+    split = world / "r2r" / "R2R_val_unseen.json"
+    feats = world / "features" / "test_enc.h5"
+    assert (predict_trajectories(old_dir / "last.pt", split, world / "connectivity", feats)
+            == predict_trajectories(first.last_checkpoint, split, world / "connectivity", feats))
+    # resuming the old file continues exactly like resuming the new one
+    more = dict(small, iters=4)
+    a = train(TrainConfig.preset("synthetic", **more, out_dir=str(tmp_path / "new")), resume=True, progress=False)
+    b = train(TrainConfig.preset("synthetic", **more, out_dir=str(old_dir)), resume=True, progress=False)
+    ka, kb = load_agent(a.last_checkpoint), load_agent(b.last_checkpoint)
+    assert kb["step"] == 4 and all(torch.equal(v, kb["models"]["follower"][k])
+                                   for k, v in ka["models"]["follower"].items())
+    convert_checkpoint(old_dir / "last.pt", tmp_path / "converted.pt")
+    assert torch.load(tmp_path / "converted.pt", weights_only=False)["format"] == "vln-clip-train-1"
+    torch.save({"format": "vln-clip-agent-0"}, tmp_path / "ancient.pt")
+    with pytest.raises(DataError, match="vln-clip-agent-1"):
+        load_agent(tmp_path / "ancient.pt")

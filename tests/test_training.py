@@ -92,8 +92,8 @@ def test_short_run_beats_the_untrained_agent(world: Path, tmp_path: Path):
     eps = read_r2r(world / "r2r" / "R2R_val_unseen.json")
     paths = {p["instr_id"]: [t[0] for t in p["trajectory"]] for p in preds}
     again = score_paths(paths, eps, GraphStore(world / "connectivity")).summary()
-    best = load_checkpoint(result.best_checkpoint)["metrics"]["val_unseen"]
-    assert again["success"] == pytest.approx(best["success"])
+    best = load_checkpoint(result.best_checkpoint)["metrics"]
+    assert again["success"] == pytest.approx(best["val_unseen/success"])
     assert all(len(p["trajectory"][0]) == 3 for p in preds)
     with pytest.raises(DataError, match="feature"):
         predict_trajectories(result.best_checkpoint, world / "r2r" / "R2R_val_unseen.json", world / "connectivity")
@@ -130,10 +130,10 @@ def test_resume_is_bit_for_bit(world: Path, tmp_path: Path):
     halfway = load_checkpoint(half.last_checkpoint)
     resumed = train(_cfg(world, tmp_path / "b", iters=6, **kw), resume=True, progress=False)
     a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
-    assert a["iteration"] == b["iteration"] == 6 and halfway["iteration"] == 3
+    assert a["step"] == b["step"] == 6 and halfway["step"] == 3
     for k, v in a["models"]["follower"].items():
         assert torch.equal(v, b["models"]["follower"][k]), k
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+    for sa, sb in zip(a["optimizers"]["follower"]["state"].values(), b["optimizers"]["follower"]["state"].values()):
         assert all(torch.equal(sa[k], sb[k]) if torch.is_tensor(sa[k]) else sa[k] == sb[k] for k in sa)
     assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
     # the last three iterations did change the weights (the comparison above can fail)
@@ -150,7 +150,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(world: Path, tmp_path: Path):
         timer.cancel()
     assert result.interrupted and 0 < result.iterations < 10_000
     ckpt = load_checkpoint(tmp_path / "last.pt")
-    assert ckpt["iteration"] == result.iterations and ckpt["config"]["use_rl"] is False
+    assert ckpt["step"] == result.iterations and ckpt["config"]["use_rl"] is False
     more = train(_cfg(world, tmp_path, iters=result.iterations + 2), resume=True, progress=False)
     assert more.iterations == result.iterations + 2 and not more.interrupted
 
@@ -207,7 +207,7 @@ def test_cli_train_json_summary(world: Path, tmp_path: Path, capsys: pytest.Capt
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["iterations"] == 1 and 0.0 <= summary["val_unseen"]["success"] <= 1.0
-    assert load_checkpoint(tmp_path / "last.pt")["feature_dim"] == 0
+    assert load_checkpoint(tmp_path / "last.pt")["extra"]["feature_dim"] == 0
     # --resume takes the run's own config (vision-free, data dir) and only the new --iters
     rc = main(["train", "--out", str(tmp_path), "--resume", "--iters", "2", "--json", "--no-progress"])
     assert rc == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["iterations"] == 2

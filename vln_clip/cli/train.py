@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 
 from .common import add_parser
 
@@ -91,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
             use_rl=False if args.no_rl else None, hidden_dim=args.hidden_dim, max_actions=args.max_actions)
         if cfg.features is None and not cfg.no_vision:
             _check_encoder_dim(cfg)
-    result = train(cfg, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty())
+    result = train(cfg, resume=args.resume, progress=not args.no_progress)  # a bar on a TTY, plain lines otherwise
     summary = {
         "iterations": result.iterations, "interrupted": result.interrupted,
         "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,

@@ -28,6 +28,7 @@ progress, SIGINT-safe saves and ``curves.png``. See docs/training-core.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import sys
@@ -39,6 +40,7 @@ from typing import Any, Callable, Iterable, TextIO
 import torch
 
 from vln_clip.errors import DataError
+from vln_clip.io import atomic_path
 
 from . import distributed
 from .checkpoint import Converter, fork_rng, load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
@@ -178,8 +180,6 @@ class Task:
         cfg = getattr(self, "config", None)
         if cfg is not None and hasattr(cfg, "to_dict"):
             return cfg.to_dict()
-        import dataclasses
-
         if cfg is not None and dataclasses.is_dataclass(cfg):
             return dataclasses.asdict(cfg)  # type: ignore[arg-type]
         return {}
@@ -386,8 +386,9 @@ class Trainer:
                 sched.load_state_dict(state)
             else:  # a converted checkpoint of an older format: position the schedule at ``step``
                 sched.last_epoch = self.step
-                for g, lr in zip(sched.optimizer.param_groups, sched.get_lr()):
-                    g["lr"] = lr
+                for g, base, fn in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+                    g["lr"] = base * fn(self.step)
+                sched._last_lr = [g["lr"] for g in sched.optimizer.param_groups]  # what get_last_lr() reports
         self.best_score = ckpt.get("best_score")
         self.history = list(ckpt.get("history", []))
         self.metrics = dict(ckpt.get("metrics", {}))
@@ -567,8 +568,6 @@ def plot_curves(history: list[dict[str, Any]], path: Path, keys: Iterable[str] =
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from vln_clip.io import atomic_path
 
     names = [k for k in wanted if k in series] if wanted else sorted(series)
     cols = min(3, len(names))

@@ -10,9 +10,9 @@ SPICE runs only where its Stanford CoreNLP 3.6.0 jars are already in pycocoevalc
 ``spice/lib`` folder: pycocoevalcap would otherwise download them from nlp.stanford.edu on
 first use, which an offline machine cannot do; the reason is reported under ``"skipped"``.
 
-The results format (COCO's ``loadRes`` layout) is ``[{"image_id": int, "caption": str}, ...]``
-with every evaluated image exactly once; :func:`read_results` checks it and names the
-offending entry.
+The results file (``[{"image_id": int, "caption": str}, ...]``) is read and checked by
+:func:`vln_clip.datasets.results.read_caption_results`: every image of the captions file that
+has references must be predicted exactly once, and the offending entry is named otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -31,59 +31,11 @@ from pycocoevalcap.spice.spice import Spice
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
 from vln_clip.datasets.coco import read_captions
+from vln_clip.datasets.results import read_caption_results
 from vln_clip.errors import DataError, MissingResourceError
-from vln_clip.io import read_json
 
 #: The metric keys pycocoevalcap reports (SPICE added where it can run).
 CAPTION_METRICS: tuple[str, ...] = ("Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
-
-
-def validate_results(rows: Any, path: str | os.PathLike[str] = "results",
-                     image_ids: Iterable[int] | None = None) -> dict[int, str]:
-    """Check a loaded results list; return ``{image_id: caption}`` in file order.
-
-    With ``image_ids``, every one of them must be predicted and no other image may appear.
-    """
-    fix = "the COCO results format is [{\"image_id\": int, \"caption\": str}, ...], one entry per image"
-    if not isinstance(rows, list):
-        raise DataError(f"{path}: top level is {type(rows).__name__}, expected a list; {fix}")
-    out: dict[int, str] = {}
-    for i, row in enumerate(rows):
-        where = f"{path}: entry [{i}]"
-        if not isinstance(row, dict):
-            raise DataError(f"{where} is {type(row).__name__}, expected an object; {fix}")
-        if "image_id" not in row:
-            raise DataError(f"{where} has no 'image_id'; {fix}")
-        image_id = row["image_id"]
-        if isinstance(image_id, bool) or not isinstance(image_id, int):
-            raise DataError(f"{where}: 'image_id' is {image_id!r} ({type(image_id).__name__}), expected an int "
-                            f"(the COCO image id, not the file name); {fix}")
-        where = f"{path}: entry [{i}] (image_id {image_id})"
-        if "caption" not in row:
-            raise DataError(f"{where} has no 'caption'; {fix}")
-        caption = row["caption"]
-        if not isinstance(caption, str):
-            raise DataError(f"{where}: 'caption' is {type(caption).__name__}, expected a string; {fix}")
-        if image_id in out:
-            raise DataError(f"{where}: image_id {image_id} appears twice; keep one caption per image")
-        out[image_id] = caption
-    if image_ids is not None:
-        wanted = set(image_ids)
-        extra = [k for k in out if k not in wanted]
-        if extra:
-            i = list(out).index(extra[0])
-            raise DataError(f"{path}: entry [{i}] (image_id {extra[0]}) is not an image of the reference captions "
-                            f"({len(extra)} such entries); predict the images of the evaluated split only")
-        missing = sorted(wanted - set(out))
-        if missing:
-            raise DataError(f"{path}: {len(missing)} of {len(wanted)} images have no caption (first: image_id "
-                            f"{missing[0]}); predict every image of the split")
-    return out
-
-
-def read_results(path: str | os.PathLike[str], image_ids: Iterable[int] | None = None) -> dict[int, str]:
-    """Read and check a COCO results file (see :func:`validate_results`)."""
-    return validate_results(read_json(path, "COCO results file"), path, image_ids)
 
 
 def spice_unavailable() -> str | None:
@@ -135,7 +87,7 @@ def evaluate_captions(captions_json: str | os.PathLike[str], preds_json: str | o
     images = [im for im in read_captions(captions_json) if im.captions]
     if not images:
         raise DataError(f"{captions_json}: no image has a reference caption; pass a captions file with annotations")
-    preds = read_results(preds_json, [im.image_id for im in images])
+    preds = read_caption_results(preds_json, [im.image_id for im in images])
     # One tokenizer run (one JVM start) for references and predictions together.
     both = {("ref", im.image_id): [{"caption": c} for c in im.captions] for im in images}
     both.update({("pred", im.image_id): [{"caption": preds[im.image_id]}] for im in images})

@@ -485,3 +485,41 @@ def build_clip_from_checkpoint(path: str | os.PathLike[str]) -> nn.Module:
         raise DataError(f"{path}: weights do not fit the recorded model config ({str(exc).splitlines()[0]}); "
                         "re-run `vln-clip encoders pretrain`") from None
     return model.eval()
+
+
+def load_clip(name: str | os.PathLike[str], weights: str | os.PathLike[str] | None = None, random_weights: bool = False,
+              device: str | torch.device = "cpu") -> tuple[nn.Module, Any, Any, str]:
+    """A CLIP model with both towers (zero-shot scoring, Grad-CAM of image-text similarity):
+    ``(model, tokenizer, eval image transform, weights label)`` for a registry CLIP encoder or an
+    encoder checkpoint trained here. The model has open_clip's ``encode_image``/``encode_text``."""
+    import open_clip
+
+    spec = get_spec(name)
+    if spec.family == "checkpoint":
+        if weights is not None or random_weights:
+            raise DataError(f"{name}: an encoder checkpoint carries its own weights; drop --weights/--random-weights")
+        model = build_clip_from_checkpoint(name)
+        ctx = int(read_encoder_checkpoint(name)["model_cfg"]["text_cfg"]["context_length"])
+        tokenizer: Any = open_clip.SimpleTokenizer(context_length=ctx)
+        label = f"file:{Path(name).resolve()}"
+    elif spec.family == "open_clip":
+        checkpoint, label = resolve_weights(spec, weights, random_weights)
+        tag = None if random_weights or label.startswith("file:") else label.split(":", 1)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            logging.disable(logging.WARNING)  # "initialized randomly": recorded as weights="random" instead
+            try:
+                model = open_clip.create_model(spec.arch, pretrained=str(checkpoint) if checkpoint else None,
+                                               force_quick_gelu=_uses_quick_gelu(spec, tag))
+            except RuntimeError as exc:
+                raise DataError(f"{checkpoint}: does not fit {spec.arch} ({str(exc).splitlines()[0]})") from None
+            finally:
+                logging.disable(logging.NOTSET)
+        tokenizer = open_clip.get_tokenizer(spec.arch)
+    else:
+        raise DataError(f"encoder {spec.name} has no text tower; image-text scoring needs a CLIP encoder "
+                        f"({', '.join(n for n, s in ENCODERS.items() if s.family == 'open_clip')}) or an encoder "
+                        "checkpoint trained with --objective contrastive")
+    model.to(device).eval()
+    transform = open_clip.image_transform(spec.input_size, is_train=False, mean=spec.mean, std=spec.std)
+    return model, tokenizer, transform, label

@@ -21,14 +21,16 @@ image's resolution in [0, 1] per image (all zeros when the score has no positive
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vln_clip.encoders import Encoder
+from vln_clip.encoders import Encoder, get_spec, load_clip
 from vln_clip.errors import DataError
+from vln_clip.io import atomic_path
 
 Score = Callable[[torch.Tensor], torch.Tensor]  # pooled [B, D] -> per-image score [B]
 
@@ -128,3 +130,57 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarra
     heat = (colormaps["jet"](np.clip(cam, 0.0, 1.0))[..., :3] * 255.0).astype(np.float32)
     out = (1.0 - alpha) * image.astype(np.float32) + alpha * heat
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def load_image(path: str | Path, short_side: int, stride: int = 32) -> torch.Tensor:
+    """``[1, 3, H, W]`` uint8: shorter side ``short_side``, aspect kept, both sides multiples of ``stride``."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            s = short_side / min(w, h)
+            nw, nh = (max(stride, int(round(w * s / stride)) * stride), max(stride, int(round(h * s / stride)) * stride))
+            arr = np.asarray(im.resize((nw, nh), Image.BICUBIC), np.uint8)
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable image ({exc}); pass a JPEG or PNG file") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None]
+
+
+def explain_image_text(encoder: str, image: str | Path, texts: list[str], out: str | Path,
+                       weights: str | None = None, random_weights: bool = False,
+                       short_side: int | None = None) -> dict[str, float]:
+    """Grad-CAM of the image-text similarity for each text, saved side by side as one PNG.
+
+    ``encoder``: a registry CLIP name or an encoder checkpoint (``vln-clip encoders pretrain``).
+    Returns ``{text: cosine similarity}``.
+    """
+    from matplotlib import pyplot as plt
+
+    model, tokenizer, _, label = load_clip(encoder, weights=weights, random_weights=random_weights)
+    spec = get_spec(encoder)
+    enc = Encoder(spec, model.visual, label, False).eval().requires_grad_(False)
+    img = load_image(image, short_side or spec.input_size, spec.stride)
+    with torch.no_grad():
+        text_feats = model.encode_text(tokenizer(texts))
+    base = img[0].permute(1, 2, 0).numpy()
+    fig, axes = plt.subplots(1, len(texts) + 1, figsize=(3.2 * (len(texts) + 1), 3.4), squeeze=False)
+    axes[0, 0].imshow(base)
+    axes[0, 0].set_title("image", fontsize=9)
+    scores: dict[str, float] = {}
+    for i, (text, feat) in enumerate(zip(texts, text_feats)):
+        res = gradcam(enc, img, text_similarity(feat))
+        scores[text] = float(res.score[0])
+        axes[0, i + 1].imshow(overlay(base, res.cam[0].numpy()))
+        axes[0, i + 1].set_title(f"{text[:40]}\ncos {scores[text]:.3f}", fontsize=9)
+    for ax in axes[0]:
+        ax.axis("off")
+    fig.suptitle(f"Grad-CAM, {spec.paper_name} ({'random weights' if label == 'random' else label[:60]})", fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return scores

@@ -116,3 +116,35 @@ def build_backbone(cfg: BackboneConfig) -> Encoder:
         elif isinstance(mod, torch.nn.Parameter):
             mod.requires_grad_(False)
     return enc
+
+
+def calibrate_batchnorm(enc: Encoder, batches: "list[torch.Tensor]") -> int:
+    """Estimate BatchNorm statistics of a randomly initialised backbone on training images.
+
+    A random init carries running mean 0 / variance 1, so in eval mode (how the backbone runs:
+    batches of a few images cannot estimate statistics) every BatchNorm is the identity and the
+    activations shrink by orders of magnitude down to ``layer4``, leaving grid features of
+    ~1e-4 that barely differ between images. Re-estimating the statistics (a cumulative average
+    over ``batches``, no gradient, weights untouched) gives the random network normalised
+    activations, as trained weights would have. Returns the number of BatchNorm layers set.
+    """
+    bns = [m for m in enc.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns or not batches:
+        return 0
+    was_training = enc.training
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over the calibration batches
+    enc.eval()
+    for m in bns:
+        m.train()
+    with torch.no_grad():
+        for images in batches:
+            enc(images)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    enc.train(was_training)
+    for m in bns:
+        m.train(was_training)
+    return len(bns)

@@ -28,7 +28,7 @@ from vln_clip.errors import DataError
 from vln_clip.eval.vqa_accuracy import vqa_accuracy
 from vln_clip.train import DataOrder, OptimizerConfig, Task, TaskContext, load_checkpoint
 
-from .backbone import BackboneConfig, build_backbone
+from .backbone import BackboneConfig, build_backbone, calibrate_batchnorm
 from .data import (PretrainExample, TaskData, TaskExample, image_dir, load_task, lxmert_path, pretrain_examples,
                    qa_answer_vocab, qa_targets)
 from .images import ImageSource, ResizeRule, collate_images
@@ -77,6 +77,7 @@ class ModelSetup:
     dropout: float = 0.1
     cache_images: bool = False
     threads: int = 2
+    bn_calibration_images: int = 256  # random-weight backbones only (see calibrate_batchnorm)
 
     def transformer_config(self, vocab_size: int, visual_dim: int) -> TransformerConfig:
         if self.transformer not in TRANSFORMER_PRESETS:
@@ -176,9 +177,17 @@ class _VLTask(Task):
         specials = self.tokenizer.special_ids
         self.candidate_ids = torch.tensor([i for i in range(self.tokenizer.vocab_size) if i not in specials])
 
-    def _build_model(self, pretrain_answers: int | None = None, classes: int | None = None) -> None:
+    def _build_model(self, image_keys: Sequence[str], pretrain_answers: int | None = None,
+                     classes: int | None = None) -> None:
+        """The model on the device; a random-weight backbone gets BatchNorm statistics from the
+        first ``bn_calibration_images`` distinct training images (in file order)."""
         m = self.model_setup
         backbone = build_backbone(m.backbone)
+        if backbone.weights == "random" and m.bn_calibration_images > 0:
+            keys = list(dict.fromkeys(image_keys))[: m.bn_calibration_images]
+            batches = [collate_images(self.images.batch(keys[i: i + 32]), self.grid_encoder)[0]
+                       for i in range(0, len(keys), 32)]
+            calibrate_batchnorm(backbone, batches)
         tcfg = m.transformer_config(self.tokenizer.vocab_size, backbone.spec.grid_channels)
         self.model = CLIPViLp(backbone, tcfg, pretrain_answers=pretrain_answers, classes=classes)
         if self.freeze:
@@ -258,7 +267,7 @@ class PretrainTask(_VLTask):
         self.qa_vocab = qa_answer_vocab(self.train, c.qa_min_count)
         self.tokenizer = _tokenizer_for(ctx.out_dir, c.model, [ex.sentence for ex in self.train], ctx.resuming)
         self._build_inputs(ctx, c.data)
-        self._build_model(pretrain_answers=len(self.qa_vocab))
+        self._build_model(self.train_keys, pretrain_answers=len(self.qa_vocab))
         if c.model.text_init:
             self.text_init_report = load_bert_state(self.model, c.model.text_init)
         self.order = DataOrder(len(self.train), c.batch_size, seed=c.seed)
@@ -393,7 +402,7 @@ class FinetuneTask(_VLTask):
             self.tokenizer = _tokenizer_for(ctx.out_dir, self.model_setup, [ex.text for ex in self.data.train],
                                             ctx.resuming)
         self._build_inputs(ctx, c.data)
-        self._build_model(classes=len(self.data.classes))
+        self._build_model([ex.image_key for ex in self.data.train], classes=len(self.data.classes))
         if self.pretrained is not None:
             self._load_core(self.pretrained["models"]["model"])
         elif self.model_setup.text_init:

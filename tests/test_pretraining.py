@@ -1,0 +1,344 @@
+"""CLIP-ViL_p pre-training and fine-tuning: inputs, model, two optimizers, resume, heads.
+
+Everything runs on a tiny world written with the dataset writers (coloured boxes on grey,
+64x96 images) and a scaled-down CLIP ResNet (width 8, one block per stage), so the whole file
+stays within a few seconds per test on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vln_clip.datasets.gqa import GQAItem, write_gqa
+from vln_clip.datasets.lxmert import LXMERTItem, write_lxmert
+from vln_clip.datasets.snli_ve import SNLIVEItem, write_snli_ve
+from vln_clip.datasets.vqa import VQAItem, coco_image_key, write_vqa
+from vln_clip.errors import DataError, MissingResourceError
+from vln_clip.pretraining.backbone import BackboneConfig, build_backbone
+from vln_clip.pretraining.compare import paired_bootstrap
+from vln_clip.pretraining.images import ResizeRule, collate_images
+from vln_clip.pretraining.masking import IGNORE, mask_words, mismatch_indices, sample_patches
+from vln_clip.pretraining.model import CLIPViLp, TransformerConfig, bert_name, load_bert_state
+from vln_clip.pretraining.run import finetune_config, pretrain_config
+from vln_clip.pretraining.tasks import FinetuneTask, PretrainTask
+from vln_clip.pretraining.tokenizer import WordPieceTokenizer, train_wordpiece
+from vln_clip.train import LoopConfig, Trainer, fit, load_checkpoint
+
+COLORS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 20)}
+TINY = BackboneConfig("clip_res50", width=8, layers=(1, 1, 1, 1))
+MODEL = dict(backbone=TINY, short_side=64, long_side=96, vocab_size=200, cache_images=True, threads=1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a shared 2-core machine two threads oversubscribe (10x slower here)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 train + 4 val images; every file of the synthetic V&L layout the tasks read."""
+    root = tmp_path_factory.mktemp("vl_world")
+    (root / "images").mkdir()
+    names = list(COLORS)
+    for split, ids in {"train": range(1, 9), "val": range(9, 13)}.items():
+        lx, vqa, gqa, ve = [], [], [], []
+        for i in ids:
+            key = coco_image_key("synth", i)
+            c = names[i % 4]
+            arr = np.full((64, 96, 3), 128, np.uint8)
+            arr[8:56, 8:88] = COLORS[c]
+            Image.fromarray(arr).save(root / "images" / f"{key}.png")
+            lx.append(LXMERTItem(key, {"mscoco": [f"a {c} box on grey"], "vqa": ["what color is the box?"]},
+                                 {"vqa": [{c: 1.0}]}))
+            vqa.append(VQAItem(i, i, key, "what color is the box?", "what color", "other", [c] * 10, c))
+            gqa.append(GQAItem(f"g{i}", key, "what color is the box?", c))
+            wrong = names[(i + 1) % 4]
+            ve.append(SNLIVEItem(f"p{i}", key, f"the box is {c if i % 2 else wrong}",
+                                 "entailment" if i % 2 else "contradiction"))
+        for sub in ("lxmert", "vqa", "gqa", "snli_ve"):
+            (root / sub).mkdir(exist_ok=True)
+        write_lxmert(root / "lxmert" / f"mscoco_{split}.json", lx)
+        write_vqa(root / "vqa" / f"v2_OpenEnded_mscoco_{split}_questions.json",
+                  root / "vqa" / f"v2_mscoco_{split}_annotations.json", vqa, data_subtype="synth")
+        write_gqa(root / "gqa" / f"{split}_balanced_questions.json", gqa)
+        write_snli_ve(root / "snli_ve" / f"snli_ve_{split}.jsonl", ve)
+    return root
+
+
+def _loop(out: Path, **kw) -> LoopConfig:
+    base = dict(out_dir=str(out), epochs=1, eval_every=0, log_every=1, save_every=0, progress="off", seed=0)
+    base.update(kw)
+    return LoopConfig(**base)
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs
+
+
+def test_mask_words_statistics_and_whole_words() -> None:
+    g = torch.Generator().manual_seed(0)
+    b, n_words = 2000, 12
+    # every word is two pieces: ids 10+2w, 11+2w; [CLS]=2 first, [SEP]=3 last, word id -1 there
+    ids = torch.cat([torch.full((b, 1), 2), (10 + torch.arange(2 * n_words)).expand(b, -1), torch.full((b, 1), 3)], 1)
+    words = torch.cat([torch.full((b, 1), -1), (torch.arange(2 * n_words) // 2).expand(b, -1),
+                       torch.full((b, 1), -1)], 1)
+    cand = torch.arange(5, 200)
+    out, labels = mask_words(ids, words, 4, cand, g)
+    chosen = labels != IGNORE
+    assert not chosen[:, 0].any() and not chosen[:, -1].any()  # specials never chosen
+    assert torch.equal(labels[chosen], ids[chosen])
+    pieces = chosen[:, 1:-1].reshape(b, n_words, 2)
+    assert torch.equal(pieces[..., 0], pieces[..., 1])  # both pieces of a word share the decision
+    assert abs(pieces[..., 0].float().mean().item() - 0.15) < 0.01
+    per_word = out[:, 1:-1].reshape(b, n_words, 2)[pieces[..., 0]]  # chosen words, both pieces
+    orig = ids[:, 1:-1].reshape(b, n_words, 2)[pieces[..., 0]]
+    masked = (per_word == 4).all(1)
+    kept = (per_word == orig).all(1)
+    rand = ~masked & ~kept
+    assert abs(masked.float().mean().item() - 0.8) < 0.02
+    assert abs(kept.float().mean().item() - 0.1) < 0.015  # kept + a random token equal to the original (~0.05%)
+    assert abs(rand.float().mean().item() - 0.1) < 0.015
+    assert torch.equal(out[~chosen], ids[~chosen])
+
+
+def test_mismatch_statistics() -> None:
+    keys = [f"img{i // 3}" for i in range(300)]  # three sentences per image
+    g = torch.Generator().manual_seed(1)
+    batch = list(range(300)) * 10
+    sent_of, matched = mismatch_indices(keys, batch, g)
+    assert abs(1 - matched.mean().item() - 0.5) < 0.03
+    for i, j, m in zip(batch, sent_of, matched.tolist()):
+        assert (m == 1.0) == (i == j)
+        if m == 0.0:
+            assert keys[j] != keys[i]  # a mismatch shows another image's sentence
+
+
+def test_patch_sampling_distinct_valid_and_all() -> None:
+    valid = torch.zeros(3, 12, 20, dtype=torch.bool)
+    valid[0] = True
+    valid[1, :12, :15] = True
+    valid[2, :5, :5] = True  # only 25 cells
+    idx, keep = sample_patches(valid, 100, torch.Generator().manual_seed(0))
+    assert idx.shape == (3, 100)
+    for b in range(3):
+        kept = idx[b][keep[b]].tolist()
+        assert len(set(kept)) == len(kept)
+        assert all(valid[b].flatten()[k] for k in kept)
+    assert keep[0].all() and keep[1].all() and int(keep[2].sum()) == 25
+    # different draws pick different cells, and over many draws every valid cell appears
+    seen = set()
+    g = torch.Generator().manual_seed(1)
+    for _ in range(30):
+        seen |= set(sample_patches(valid[:1], 100, g)[0][0].tolist())
+    assert len(seen) == 240
+    idx, keep = sample_patches(valid, None, None)
+    assert torch.equal(idx[0], torch.arange(240)) and torch.equal(keep, valid.reshape(3, -1))
+
+
+def test_model_visual_tokens_keep_their_grid_positions() -> None:
+    enc = build_backbone(TINY)
+    model = CLIPViLp(enc, TransformerConfig(vocab_size=50, hidden=32, layers=1, heads=2, intermediate=64,
+                                            visual_dim=enc.spec.grid_channels), classes=3).eval()
+    images = torch.randint(0, 255, (2, 3, 128, 192), dtype=torch.uint8)
+    valid = torch.ones(2, 4, 6, dtype=torch.bool)
+    seen = {}
+    model.visual_embeddings.register_forward_hook(lambda m, args, out: seen.update(args=args))
+    text = torch.tensor([[2, 7, 3], [2, 8, 3]])
+    out = model(images, valid, text, torch.ones_like(text, dtype=torch.bool), patches=10,
+                generator=torch.Generator().manual_seed(0))
+    cells, rows, cols, _ = seen["args"]
+    fmap = enc(images)["grid"]
+    assert out["hidden"].shape == (2, 3 + 10, 32)
+    for b in range(2):
+        assert torch.allclose(cells[b], fmap[b][:, rows[b], cols[b]].t(), atol=1e-6)
+        assert len(set(zip(rows[b].tolist(), cols[b].tolist()))) == 10
+
+
+def test_resize_rule_and_padding() -> None:
+    rule = ResizeRule(384, 640)
+    assert rule.size(480, 640) == (384, 512)
+    assert rule.size(300, 1000) == (192, 640)  # long side capped
+    assert rule.size(640, 480) == (512, 384)
+    imgs = [torch.zeros(3, 64, 96, dtype=torch.uint8), torch.ones(3, 96, 64, dtype=torch.uint8)]
+    batch, valid = collate_images(imgs, "clip_res50")
+    assert batch.shape == (2, 3, 96, 96) and valid.shape == (2, 3, 3)
+    assert valid[0].sum() == 2 * 3 and valid[1].sum() == 3 * 2 and not valid[0, 2].any()
+
+
+def test_wordpiece_trained_saved_reloaded(tmp_path: Path) -> None:
+    tok = train_wordpiece(["a red box on grey", "what color is the box ?"] * 5, tmp_path, vocab_size=120,
+                          min_frequency=1)
+    again = WordPieceTokenizer(tmp_path / "vocab.txt")
+    (ids, words), = again.encode(["What colour is the box?"], 20)
+    assert ids[0] == again.cls_id and ids[-1] == again.sep_id and words[0] == -1 == words[-1]
+    assert again.encode(["a red box"], 20) == tok.encode(["a red box"], 20)
+    (tmp_path / "bad.txt").write_text("a\nb\n")
+    with pytest.raises(DataError, match="special tokens"):
+        WordPieceTokenizer(tmp_path / "bad.txt")
+
+
+def test_bert_checkpoint_names_map_onto_the_transformer(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    enc = build_backbone(TINY)
+    cfg = TransformerConfig(vocab_size=40, hidden=16, layers=1, heads=2, intermediate=32,
+                            visual_dim=enc.spec.grid_channels)
+    donor = CLIPViLp(enc, cfg, pretrain_answers=3)
+    hf = {}
+    for name, t in donor.state_dict().items():
+        if name.startswith(("embeddings.", "encoder.", "pooler.", "cls.")):
+            hf_name = "bert." + name if not name.startswith("cls.") else name
+            hf[hf_name.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")] = t
+    hf["cls.seq_relationship.weight"] = torch.zeros(2, 16)  # NSP head: not ours, skipped
+    save_file(hf, str(tmp_path / "model.safetensors"))
+    assert bert_name("bert.encoder.layer.0.attention.self.query.weight") == "encoder.layer.0.attention.self.query.weight"
+    model = CLIPViLp(build_backbone(TINY), cfg, pretrain_answers=3)
+    counts = load_bert_state(model, tmp_path)
+    assert counts["skipped"] == 1
+    ours = model.state_dict()
+    for name, t in donor.state_dict().items():
+        if name.startswith(("embeddings.", "encoder.", "pooler.", "cls.")):
+            assert torch.equal(ours[name], t), name
+    with pytest.raises(MissingResourceError, match="pytorch_model.bin"):
+        load_bert_state(model, tmp_path / "nothing")
+
+
+# ---------------------------------------------------------------------------------------
+# Optimizers, freezing, resume
+
+
+def _pretrain_cfg(world: Path, **kw):
+    base = dict(data=str(world), batch_size=4, epochs=2, qa_from_epoch=1, patches=4, eval_examples=8,
+                eval_batch_size=8)
+    base.update(kw)
+    return pretrain_config("cpu", model=MODEL, **base)
+
+
+def _snapshot(params):
+    return [p.detach().clone() for p in params]
+
+
+def test_each_optimizer_steps_its_own_parameters(world: Path, tmp_path: Path) -> None:
+    task = PretrainTask(_pretrain_cfg(world))
+    tr = Trainer(task, _loop(tmp_path))
+    assert set(tr.optimizers) == {"backbone", "transformer"}
+    bb, tf = task.model.backbone_parameters(), task.model.transformer_parameters()
+    owned = {n: {id(p) for g in o.param_groups for p in g["params"]} for n, o in tr.optimizers.items()}
+    assert owned["backbone"] == {id(p) for p in bb} and owned["transformer"] == {id(p) for p in tf}
+    assert isinstance(tr.optimizers["backbone"], torch.optim.SGD)
+    assert isinstance(tr.optimizers["transformer"], torch.optim.AdamW)
+    task.model.train()
+    task.train_step(0)["loss"].backward()
+    b0, t0 = _snapshot(bb), _snapshot(tf)
+    tr.optimizers["backbone"].step()
+    assert any(not torch.equal(a, p) for a, p in zip(b0, bb))
+    assert all(torch.equal(a, p) for a, p in zip(t0, tf))
+    b1 = _snapshot(bb)
+    tr.optimizers["transformer"].step()
+    assert any(not torch.equal(a, p) for a, p in zip(t0, tf))
+    assert all(torch.equal(a, p) for a, p in zip(b1, bb))
+    # schedules: warm-up then linear decay for AdamW, step decay (x0.1 at the milestone) for SGD
+    ocfg = tr.optim_cfgs["backbone"]
+    assert ocfg.milestones == (3 * task.order.batches_per_epoch,) and ocfg.schedule == "step"
+    assert tr.optim_cfgs["transformer"].schedule == "linear"
+
+
+def test_frozen_backbone_gets_no_gradient(world: Path, tmp_path: Path) -> None:
+    task = PretrainTask(_pretrain_cfg(world, freeze_backbone=True))
+    tr = Trainer(task, _loop(tmp_path))
+    assert set(tr.optimizers) == {"transformer"}
+    before = {k: v.clone() for k, v in task.model.backbone.state_dict().items()}
+    tf0 = _snapshot(task.model.transformer_parameters())
+    for _ in range(2):
+        tr.update()
+    assert all(p.grad is None and not p.requires_grad for p in task.model.backbone.parameters())
+    assert all(torch.equal(before[k], v) for k, v in task.model.backbone.state_dict().items())
+    assert any(not torch.equal(a, p) for a, p in zip(tf0, task.model.transformer_parameters()))
+
+
+def test_qa_loss_only_from_its_epoch(world: Path, tmp_path: Path) -> None:
+    task = PretrainTask(_pretrain_cfg(world))
+    Trainer(task, _loop(tmp_path))
+    assert task.qa_from_step == task.order.batches_per_epoch == 4  # 16 examples / batch 4
+    task.model.train()
+    early = task.train_step(0)
+    late = task.train_step(task.qa_from_step)
+    assert torch.allclose(early["loss"], early["mlm_loss"] + early["itm_loss"])
+    assert torch.allclose(late["loss"], late["mlm_loss"] + late["itm_loss"] + late["qa_loss"])
+
+
+def test_resume_is_bit_exact_with_two_optimizers(world: Path, tmp_path: Path) -> None:
+    cfg = _pretrain_cfg(world, epochs=2, batch_size=8)
+    straight = fit(PretrainTask(cfg), _loop(tmp_path / "a", epochs=2))
+    fit(PretrainTask(cfg), _loop(tmp_path / "b", epochs=2), stop_after=2)
+    resumed = fit(PretrainTask(cfg), _loop(tmp_path / "b", epochs=2, resume=True))
+    assert straight.step == resumed.step == 4
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    for k, v in a["models"]["model"].items():
+        assert torch.equal(v, b["models"]["model"][k]), k
+    for name in ("backbone", "transformer"):
+        sa, sb = a["optimizers"][name]["state"], b["optimizers"][name]["state"]
+        assert sa.keys() == sb.keys()
+        for pid in sa:
+            for key, val in sa[pid].items():
+                assert torch.equal(torch.as_tensor(val), torch.as_tensor(sb[pid][key]))
+    assert torch.equal(a["extra"]["generator"], b["extra"]["generator"])
+    assert [h.get("loss") for h in a["history"]] == [h.get("loss") for h in b["history"]]
+
+
+# ---------------------------------------------------------------------------------------
+# Fine-tuning
+
+
+@pytest.mark.parametrize("task_name", ["vqa", "snli-ve", "gqa"])
+def test_finetune_head_overfits_a_tiny_set(world: Path, tmp_path: Path, task_name: str) -> None:
+    import dataclasses
+
+    cfg = finetune_config(task_name, "cpu", model=dict(MODEL, dropout=0.0), data=str(world), batch_size=8,
+                          epochs=25, eval_splits=("train",), freeze_backbone=True)
+    cfg = dataclasses.replace(cfg, transformer_optim=dataclasses.replace(cfg.transformer_optim, lr=2e-3),
+                              warmup_fraction=0.0)
+    res = fit(FinetuneTask(cfg), _loop(tmp_path, epochs=cfg.epochs, eval_every=0))
+    assert res.metrics["train/accuracy"] == 100.0, res.metrics
+
+
+def test_finetune_from_pretrained_loads_the_core_and_writes_predictions(world: Path, tmp_path: Path) -> None:
+    from vln_clip.pretraining.run import finetune, pretrain
+
+    pre = pretrain(_pretrain_cfg(world, epochs=1), _loop(tmp_path / "pre"))
+    assert pre.best_checkpoint is not None and (tmp_path / "pre" / "vocab.txt").is_file()
+    summary = finetune(finetune_config("gqa", "cpu", init=str(pre.best_checkpoint), data=str(world), batch_size=4,
+                                       epochs=1), _loop(tmp_path / "ft"))
+    task = FinetuneTask(finetune_config("gqa", "cpu", init=str(pre.best_checkpoint), data=str(world)))
+    assert task.model_setup.short_side == 64 and task.model_setup.backbone == TINY  # sizes come from the checkpoint
+    rows = json.loads((tmp_path / "ft" / "val_predictions.json").read_text())
+    assert {r["questionId"] for r in rows} == {f"g{i}" for i in range(9, 13)}
+    scores = json.loads((tmp_path / "ft" / "val_scores.json").read_text())
+    assert summary["predictions"]["val"]["accuracy"] == pytest.approx(100 * np.mean(list(scores.values())))
+    state = load_checkpoint(pre.best_checkpoint)["models"]["model"]
+    ft = load_checkpoint(tmp_path / "ft" / "last.pt")["models"]["model"]
+    assert any(k.startswith("cls.") for k in state) and not any(k.startswith("cls.") for k in ft)
+    with pytest.raises(DataError, match="pre-training"):
+        FinetuneTask(finetune_config("gqa", "cpu", init=str(tmp_path / "ft" / "best.pt"), data=str(world)))
+
+
+def test_paired_bootstrap_hand_values() -> None:
+    a = {str(i): 1.0 for i in range(50)}
+    b = {str(i): float(i % 2) for i in range(50)}
+    res = paired_bootstrap(a, b, resamples=2000)
+    assert res.mean_a == 100.0 and res.mean_b == 50.0 and res.diff == 50.0
+    assert res.ci_low < 50.0 < res.ci_high and res.wins_a == 25 and res.wins_b == 0
+    same = paired_bootstrap(a, a, resamples=100)
+    assert same.diff == same.ci_low == same.ci_high == 0.0
+    with pytest.raises(DataError, match="different questions"):
+        paired_bootstrap(a, {"x": 1.0})

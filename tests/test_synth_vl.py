@@ -24,7 +24,7 @@ from vln_clip.synth.generate import SynthConfig, _build_house
 from vln_clip.synth.render import RayCaster, build_scene
 from vln_clip.synth.vl import (VL_SPLITS, Camera, VLConfig, VLPaths, camera_rays, generate_vl_world, house_from_scene,
                                image_key, render_image, vl_statistics)
-from vln_clip.synth.vl_language import COLOUR_NAMES, OBJECT_NAMES, ROOM_NAMES, annotate, plural
+from vln_clip.synth.vl_language import COLOUR_NAMES, NUMBER_WORDS, OBJECT_NAMES, ROOM_NAMES, annotate, plural
 
 TINY_WORLD = dict(houses=3, paths_per_house=4, val_seen_per_house=2, rxr_paths_per_house=2, min_rooms=4, max_rooms=5,
                   two_floor_fraction=0.0)
@@ -210,7 +210,9 @@ def test_entailment_labels_follow_from_the_scene(vl, scenes):
             if m := re.fullmatch(r"There is an? (.+) in another room of this house\.", h):
                 assert label == "neutral" and not _visible(sc, _type_of(m.group(1)))
             elif m := re.fullmatch(r"There is no (.+) in the picture\.", h):
-                assert label == "contradiction" and _visible(sc, _type_of(m.group(1)))
+                kind = _type_of(m.group(1))
+                assert label == ("contradiction" if _visible(sc, kind) else "entailment")
+                assert all(p["type"] != kind for p in sc["partial"])
             elif m := re.fullmatch(r"There is an? (.+) in the picture\.", h):
                 words = m.group(1)
                 names = {n: t for t, ns in OBJECT_NAMES.items() for n in ns}
@@ -228,14 +230,17 @@ def test_entailment_labels_follow_from_the_scene(vl, scenes):
                 (b,) = _visible(sc, names[m.group(3)])
                 truth = a["center"][0] < b["center"][0] if m.group(2) == "left" else a["center"][0] > b["center"][0]
                 assert label == ("entailment" if truth else "contradiction")
-            elif m := re.fullmatch(r"The (.+) is (\w+)\.", h) and re.fullmatch(r"The (.+) is (\w+)\.", h).group(2) in \
-                    COLOUR_NAMES:
-                m = re.fullmatch(r"The (.+) is (\w+)\.", h)
+            elif (m := re.fullmatch(r"The (.+) is (\w+)\.", h)) and m.group(2) in COLOUR_NAMES:
                 names = {n: t for t, ns in OBJECT_NAMES.items() for n in ns}
-                (o,) = _visible(sc, names[m.group(1)])
-                assert label == ("entailment" if o["colour"] == m.group(2) else "contradiction")
+                objs = _visible(sc, names[m.group(1)])
+                if not objs:  # not in the picture: its colour is not for the image to decide
+                    assert label == "neutral" and all(p["type"] != names[m.group(1)] for p in sc["partial"])
+                else:
+                    (o,) = objs
+                    assert label == ("entailment" if o["colour"] == m.group(2) else "contradiction")
             elif m := re.fullmatch(r"There (?:is|are) (\w+) pieces? of furniture\.", h):
-                assert label == "entailment" and not sc["partial"]
+                n = NUMBER_WORDS.index(m.group(1))
+                assert label == ("entailment" if n == len(sc["objects"]) else "contradiction") and not sc["partial"]
             else:
                 assert label == "neutral", h  # the unobservable and the outside of the house
     assert labels == {"entailment", "neutral", "contradiction"}

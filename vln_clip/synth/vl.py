@@ -720,6 +720,16 @@ def vl_statistics(vl_dir: str | os.PathLike[str], prior_from: str = "train", eva
     for t in sorted({i.answer_type for i in test}):
         m = np.array([i.answer_type == t for i in test])
         per_atype[t] = round(100 * float(acc[m].mean()), 2)
+    # question-only upper bound of a look-up table: the majority answer of the exact question text
+    by_text: dict[str, Counter[str]] = {}
+    for i in train:
+        by_text.setdefault(i.question, Counter())[normalize_answer(i.multiple_choice_answer)] += 1
+    text_preds = [min(by_text[i.question].items(), key=lambda kv: (-kv[1], kv[0]))[0] if i.question in by_text
+                  else prior_answer.get(i.question_type, overall) for i in test]
+    acc_text = vqa_accuracy([i.answers for i in test], text_preds)
+    out["vqa"]["question_text_prior"] = {
+        "accuracy": round(100 * float(acc_text.mean()), 2),
+        "seen_questions": round(100 * float(np.mean([i.question in by_text for i in test])), 2)}
     out["vqa"]["prior"] = {"from": prior_from, "on": evaluate_on, "accuracy": round(100 * float(acc.mean()), 2),
                            "per_answer_type": per_atype, "per_question_type": per_type,
                            "single_answer": overall, "single_answer_accuracy": round(100 * float(acc_overall.mean()), 2)}
@@ -732,6 +742,18 @@ def vl_statistics(vl_dir: str | os.PathLike[str], prior_from: str = "train", eva
                          "majority_answer_share": round(100 * answers.most_common(1)[0][1] / max(1, len(g)), 2)}
         sn = read_snli_ve(paths.snli_ve(s))
         out["snli_ve"][s] = {"pairs": len(sn), "labels": dict(Counter(x.gold_label for x in sn).most_common())}
+    # hypothesis-only look-up table: majority label of the exact hypothesis text (else the majority label)
+    hyp: dict[str, Counter[str]] = {}
+    train_sn = read_snli_ve(paths.snli_ve(prior_from))
+    for x in train_sn:
+        hyp.setdefault(x.hypothesis, Counter())[x.gold_label] += 1
+    top = Counter(x.gold_label for x in train_sn).most_common(1)[0][0]
+    test_sn = read_snli_ve(paths.snli_ve(evaluate_on))
+    guess = [min(hyp[x.hypothesis].items(), key=lambda kv: (-kv[1], kv[0]))[0] if x.hypothesis in hyp else top
+             for x in test_sn]
+    out["snli_ve"]["hypothesis_text_prior"] = {
+        "accuracy": round(100 * float(np.mean([g == x.gold_label for g, x in zip(guess, test_sn)])), 2),
+        "majority_label_accuracy": round(100 * float(np.mean([x.gold_label == top for x in test_sn])), 2)}
     kp = read_karpathy(paths.karpathy)
     for s in VL_SPLITS:
         sents = [x for im in kp if im.split == s for x in im.sentences]

@@ -20,7 +20,8 @@ the real formats. The rules that keep the data honest:
   normalisation), as it is for nearly all real VQA questions.
 * SNLI-VE labels follow from the description: entailment = a true statement about what is
   visible, contradiction = a false one that the image decides, neutral = a claim the image
-  cannot decide (an unobservable property, or something outside the view).
+  cannot decide (the colour of a class that is not in the picture, an unobservable property,
+  something outside the view).
 """
 
 from __future__ import annotations
@@ -677,7 +678,8 @@ def semantic_str(steps: Sequence[dict[str, Any]]) -> str:
     parts = []
     for s in steps:
         deps = f" [{', '.join(map(str, s['dependencies']))}]" if s["dependencies"] else ""
-        parts.append(f"{s['operation']}: {s['argument']}{deps}")
+        arg = f" {s['argument']}" if s["argument"] else ""
+        parts.append(f"{s['operation']}:{arg}{deps}")
     return "->".join(parts)
 
 
@@ -725,10 +727,14 @@ def _entailment(rng, desc, freq):
     if r < 0.85 and ones:
         o = _pick(rng, ones)
         return f"The {_name(rng, o['type'])} is {o['colour']}."
-    if not desc["partial"] and objs:
-        n = len(objs)
-        return f"There {'is' if n == 1 else 'are'} {number_word(n)} {'piece' if n == 1 else 'pieces'} of furniture."
-    return None
+    if r < 0.92 and not desc["partial"] and objs:
+        return _furniture_count(len(objs))
+    kind = freq.absent_object(rng, desc)
+    return None if kind is None else f"There is no {OBJECT_NAMES[kind][0]} in the picture."
+
+
+def _furniture_count(n: int) -> str:
+    return f"There {'is' if n == 1 else 'are'} {number_word(n)} {'piece' if n == 1 else 'pieces'} of furniture."
 
 
 def _contradiction(rng, desc, freq):
@@ -742,24 +748,35 @@ def _contradiction(rng, desc, freq):
         return f"This is {with_article(ROOM_NAMES[freq.other_room(rng, desc['room']['type'])][0])}."
     if r < 0.65 and (pairs := clear_pairs(ones)):
         a, b = _pick(rng, pairs)
-        return f"The {OBJECT_NAMES[a['type']][0]} is to the right of the {OBJECT_NAMES[b['type']][0]}."
+        if rng.random() < 0.5:
+            return f"The {OBJECT_NAMES[a['type']][0]} is to the right of the {OBJECT_NAMES[b['type']][0]}."
+        return f"The {OBJECT_NAMES[b['type']][0]} is to the left of the {OBJECT_NAMES[a['type']][0]}."
     if r < 0.85 and ones:
         o = _pick(rng, ones)
         return f"The {OBJECT_NAMES[o['type']][0]} is {_other_colour(rng, o['type'], o['colour'])}."
-    if ones:
+    if r < 0.92 and ones:
         return f"There is no {OBJECT_NAMES[_pick(rng, ones)['type']][0]} in the picture."
+    if not desc["partial"] and desc["objects"]:
+        n = len(desc["objects"])
+        return _furniture_count(n + 1 if n == 1 or rng.random() < 0.5 else n - 1)
     return None
 
 
 def _neutral(rng, desc, freq):
+    """A claim the image cannot decide. Most share their wording with the decidable ones
+    ("The sofa is blue." of a sofa that is not in the picture), so the text alone does not
+    give the label away; the rest are about what no picture shows (when it was bought, the
+    weather) or about other rooms."""
     r = rng.random()
-    if r < 0.5 and desc["objects"]:
+    kind = freq.absent_object(rng, desc)
+    if r < 0.45 and kind is not None:
+        colour = _pick(rng, FURNITURE[kind]["colours"])
+        return f"The {OBJECT_NAMES[kind][0]} is {colour}."
+    if r < 0.65 and kind is not None:
+        return f"There is {with_article(OBJECT_NAMES[kind][0])} in another room of this house."
+    if r < 0.85 and desc["objects"]:
         o = _pick(rng, singletons(desc) or desc["objects"])
         return _pick(rng, _UNOBSERVABLE).format(n=OBJECT_NAMES[o["type"]][0])
-    if r < 0.8:
-        kind = freq.absent_object(rng, desc)
-        if kind is not None:
-            return f"There is {with_article(OBJECT_NAMES[kind][0])} in another room of this house."
     return _pick(rng, _OUTSIDE)
 
 

@@ -87,5 +87,6 @@ def contact_sheet(vl_dir: str | os.PathLike[str], out_png: str | os.PathLike[str
         y += h
     out = Path(out_png)
     with atomic_path(out) as tmp:
-        sheet.save(tmp, format="PNG", optimize=True)
+        # 256 colours: flat-shaded rooms and text lose nothing visible, the file shrinks ~3x
+        sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(tmp, format="PNG", optimize=True)
     return out

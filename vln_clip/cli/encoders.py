@@ -39,6 +39,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     t.add_argument("--resume", action="store_true", help="continue ENC.run/last.pt")
     t.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
     t.set_defaults(func=_pretrain)
+    r = add_parser(esub, "init", "the random-initialisation arm as an encoder checkpoint (same architecture)",
+                   ["vln-clip encoders init --arch rn-tiny --out enc/random.pt"])
+    r.add_argument("--arch", default="rn-tiny")
+    r.add_argument("--image-size", type=positive_int, default=128)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", required=True)
+    r.set_defaults(func=_init)
     q = add_parser(esub, "quality", "an encoder's own quality: linear probe, zero-shot rooms, held-out labels",
                    ["vln-clip encoders quality --encoder-checkpoint enc/contrastive.pt --data data/synthetic-vl",
                     "vln-clip encoders quality --random --data data/synthetic-vl --json"])
@@ -72,6 +79,14 @@ def _pretrain(args: argparse.Namespace) -> int:
                       device=args.device, resume=True if args.resume else None)
     report = pretrain_encoder(cfg, loop, out)
     print(json.dumps(report))
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    from vln_clip.study.encoder_pretrain import random_encoder
+
+    print(json.dumps({"out": str(random_encoder(args.arch, args.image_size, args.out, args.seed)),
+                      "objective": "random", "arch": args.arch}))
     return 0
 
 

@@ -38,7 +38,8 @@ from PIL import Image
 from torch import nn
 
 from vln_clip.datasets.coco import read_karpathy
-from vln_clip.encoders import CLIP_MEAN, CLIP_STD, ENCODER_CHECKPOINT_FORMAT, build_clip_from_config
+from vln_clip.encoders import (CLIP_MEAN, CLIP_STD, ENCODER_CHECKPOINT_FORMAT, build_clip_from_checkpoint,
+                               build_clip_from_config, read_encoder_checkpoint)
 from vln_clip.errors import DataError
 from vln_clip.io import atomic_path, read_json
 from vln_clip.train import DataOrder, LoopConfig, OptimizerConfig, Task, TaskContext, fit, load_checkpoint
@@ -347,6 +348,22 @@ def pretrain_encoder(config: EncoderPretrainConfig, loop: LoopConfig, out: str |
     return report
 
 
+def random_encoder(arch: str, image_size: int, out: str | Path, seed: int = 0) -> Path:
+    """The third arm as a checkpoint: the same architecture at its seeded random initialisation,
+    so every downstream command takes it exactly like a trained encoder."""
+    cfg = model_config(arch)
+    cfg["vision_cfg"]["image_size"] = image_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clip = build_clip_from_config(cfg)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save({"format": ENCODER_CHECKPOINT_FORMAT, "objective": "random", "arch": arch, "model_cfg": cfg,
+                    "state_dict": clip.state_dict(), "seed": seed, "step": 0}, tmp)
+    return out
+
+
 @torch.no_grad()
 def encoder_quality(encoder: str, data: str | Path, image_size: int, random_arch: str = "rn-tiny",
                     device: str = "cpu") -> dict[str, Any]:
@@ -371,9 +388,8 @@ def encoder_quality(encoder: str, data: str | Path, image_size: int, random_arch
             clip = build_clip_from_config(cfg)
         ckpt: dict[str, Any] = {"objective": "random", "model_cfg": cfg}
     else:
-        ckpt = torch.load(encoder, map_location="cpu", weights_only=False)
-        clip = build_clip_from_config(ckpt["model_cfg"])
-        clip.load_state_dict(ckpt["state_dict"])
+        ckpt = read_encoder_checkpoint(encoder)
+        clip = build_clip_from_checkpoint(encoder)
     clip.to(dev).eval()
 
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)

@@ -431,12 +431,13 @@ def _read_world(world_dir: Path) -> dict[str, Any]:
     return world
 
 
-def _progress(total: int, desc: str, enabled: bool) -> Any:
+def _progress(total: int, desc: str, enabled: bool, unit: str = "img") -> Any:
+    """A tqdm bar (it also prints when stdout is not a terminal: every 2 s at most)."""
     if not enabled:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="img", mininterval=2.0)
+    return tqdm(total=total, desc=desc, unit=unit, mininterval=2.0)
 
 
 def _answer_labels(vocab: Any, answers: list[str]) -> dict[str, float]:
@@ -500,9 +501,14 @@ def generate_vl_world(world_dir: str | os.PathLike[str], out_dir: str | os.PathL
 
     # 1. cameras and descriptions (geometry only)
     shots: list[tuple[str, _Shot]] = []
+    bar = _progress(len(scans), "choosing and describing views", progress, "house")
     for scan in scans:
         scene = read_json(world_dir / "scenes" / f"{scan}.json", "synthetic scene description")
         shots.extend((scan, sh) for sh in _house_shots(scene, cfg, house_index[scan]))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     t_describe = time.perf_counter()
     records: list[dict[str, Any]] = []
     for image_id, (scan, sh) in enumerate(shots, 1):

@@ -307,15 +307,18 @@ def _vqa_count(rng, desc, freq, want):
         word = _pick(rng, OBJECT_WORDS)
         q = _pick(rng, ("How many {} are there?", "How many {} are in the picture?",
                         "How many {} can you see?")).format(word)
-    elif r < 0.8 and desc["objects"]:
-        kind = _pick(rng, desc["objects"])["type"]
-        if kind in {p["type"] for p in desc["partial"]}:
+    elif r < 0.8:
+        # a class in the picture (one, now and then two) or one that is not (none): classes
+        # come once per room, so asking only about present ones would make "1" a sure guess
+        kind = _pick(rng, desc["objects"])["type"] if desc["objects"] and rng.random() < 0.5 \
+            else freq.absent_object(rng, desc)
+        if kind is None or kind in {p["type"] for p in desc["partial"]}:
             return None
-        n = desc["counts"][kind]
+        n = desc["counts"].get(kind, 0)
         q = f"How many {plural(OBJECT_NAMES[kind][0])} are there?"
     else:
         shown = sorted({o["colour"] for o in desc["objects"]})
-        colour = _pick(rng, shown) if shown and rng.random() < 0.7 else _pick(rng, sorted(PALETTE))
+        colour = _pick(rng, shown) if shown and rng.random() < 0.5 else _pick(rng, sorted(PALETTE))
         if any(p["colour"] == colour for p in desc["partial"]):
             return None
         n = sum(1 for o in desc["objects"] if o["colour"] == colour)

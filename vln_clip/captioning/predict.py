@@ -28,7 +28,7 @@ from vln_clip.features.store import FeatureStore
 
 from .data import CaptionSplit, GridFeatures, load_split
 from .decoding import beam_search, greedy, sample
-from .train import load_captioner
+from .train import load_captioner, require_same_features
 
 DECODERS = ("beam", "greedy", "sample")
 BASELINES = ("nearest", "constant")
@@ -60,8 +60,9 @@ def predict_captions(checkpoint: str | Path, features: str | Path, target: Targe
     """``{image_id: caption}`` from a captioning checkpoint."""
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {DECODERS}, got {decoder!r}")
-    model, vocab, _ = load_captioner(checkpoint)
+    model, vocab, ckpt = load_captioner(checkpoint)
     feats_store = GridFeatures(features, target.keys, preload=False)
+    require_same_features(feats_store, ckpt)
     if feats_store.dim != model.cfg.feat_dim:
         raise DataError(f"{features}: {feats_store.dim} channels, the checkpoint was trained on "
                         f"{model.cfg.feat_dim}; use the feature store it was trained with")

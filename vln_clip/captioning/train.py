@@ -104,6 +104,13 @@ def load_captioner(path: str | Path, map_location: str = "cpu") -> tuple[Transfo
     return model, CaptionVocab.from_state(extra["vocab"]), ckpt
 
 
+def require_same_features(features: GridFeatures, ckpt: dict[str, Any]) -> None:
+    """Refuse a grid store made by another encoder or weights than the checkpoint was trained on."""
+    rec = ckpt.get("extra", {}).get("features")
+    if rec:
+        features.store.require(encoder=rec["encoder"], weights=rec["weights"])
+
+
 class CaptionTask(Task):
     """The captioning task the training core drives (one model ``captioner``)."""
 
@@ -135,6 +142,8 @@ class CaptionTask(Task):
             self.model_config = preset(c.preset, **c.model, feat_dim=self.features.dim, vocab_size=len(self.vocab),
                                        max_len=c.max_len)
             self.model = TransformerCaptioner(self.model_config).to(ctx.device)
+        if start is not None:
+            require_same_features(self.features, start)
         if self.features.dim != self.model_config.feat_dim:
             raise DataError(f"{c.features}: features have {self.features.dim} channels but the model of "
                             f"{c.scst_from} was trained on {self.model_config.feat_dim}; use the same store")
@@ -220,8 +229,10 @@ class CaptionTask(Task):
                 "val/mean_words": float(np.mean([len(s.split()) for s in caps]))}
 
     def extra_state(self) -> dict[str, Any]:
+        store = self.features.store
         return {"vocab": self.vocab.state(), "model_config": self.model_config.to_dict(),
-                "scst_start": self.scst_start}
+                "scst_start": self.scst_start,
+                "features": {"encoder": store.encoder, "weights": store.weights, "path": str(self.config.features)}}
 
 
 def train_captioner(config: CaptionTrainConfig, loop: LoopConfig) -> FitResult:

@@ -51,6 +51,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     t.add_argument("--device", default="cpu")
     t.add_argument("--resume", action="store_true", help="continue RUN/last.pt bit for bit")
     t.add_argument("--no-preload", action="store_true", help="read features per batch instead of into memory")
+    t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.set_defaults(func=_train)
 
     e = add_parser(csub, "eval", "leaderboard caption metrics (pycocoevalcap + PTB tokenizer; needs Java)",
@@ -102,6 +103,10 @@ def _train(args: argparse.Namespace) -> int:
     from vln_clip.captioning.train import CaptionTrainConfig, train_captioner
     from vln_clip.train import LoopConfig, OptimizerConfig
 
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
     lr = args.lr if args.lr is not None else (2e-5 if args.scst_from else 5e-4)
     cfg = CaptionTrainConfig(
         data=args.data, features=args.features, preset=args.preset, scst_from=args.scst_from,

@@ -167,8 +167,13 @@ def _same_checkpoints(a: dict, b: dict) -> None:
     assert torch.equal(a["data_orders"]["train_order"]["order"], b["data_orders"]["train_order"]["order"])
 
 
-def test_resume_is_bit_exact_with_two_optimizers(tmp_path: Path):
-    straight = fit(NoisyToy(), _loop(tmp_path / "a"))
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory):
+    """The uninterrupted 12-update NoisyToy run both resume tests compare against."""
+    return fit(NoisyToy(), _loop(tmp_path_factory.mktemp("straight")))
+
+
+def test_resume_is_bit_exact_with_two_optimizers(tmp_path: Path, straight):
     half = fit(NoisyToy(), _loop(tmp_path / "b"), stop_after=5)  # "killed" after update 5 (last.pt saved)
     mid = load_checkpoint(half.last_checkpoint)
     assert mid["step"] == 5 and set(mid["optimizers"]) == {"backbone", "head"}
@@ -183,15 +188,14 @@ def test_resume_is_bit_exact_with_two_optimizers(tmp_path: Path):
     # TensorBoard got the training and validation scalars
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    ev = EventAccumulator(str(tmp_path / "a" / "tb"))
+    ev = EventAccumulator(str(straight.out_dir / "tb"))
     ev.Reload()
     tags = set(ev.Tags()["scalars"])
     assert {"train/loss", "val/mse", "lr/head", "lr/backbone"} <= tags
     assert [e.step for e in ev.Scalars("val/mse")] == [4, 8, 12]
 
 
-def test_sigint_finishes_the_update_saves_and_resumes_exactly(tmp_path: Path):
-    straight = fit(NoisyToy(), _loop(tmp_path / "a"))
+def test_sigint_finishes_the_update_saves_and_resumes_exactly(tmp_path: Path, straight):
     hit = fit(NoisyToy(interrupt_at=6), _loop(tmp_path / "b"))  # SIGINT inside update 7
     assert hit.interrupted and hit.step == 7
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 7
@@ -292,6 +296,8 @@ def test_two_torchrun_processes_train_the_same_model_as_one(tmp_path: Path):
     assert losses[-1] < 0.8 * losses[0]  # the model did train: equality is not that of two untouched inits
     assert b["metrics"]["val/mse"] == pytest.approx(a["metrics"]["val/mse"], rel=1e-4)
     assert proc.stdout.count('"step": 12') == 1  # rank 0 alone reports
+    with pytest.raises(DataError, match="saved by 2 process"):  # per-rank RNG streams cannot continue in one
+        fit(ToyRegression(ToyConfig(batch_size=batch)), _loop(tmp_path / "two", iters=14, resume=True))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

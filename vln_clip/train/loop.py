@@ -397,14 +397,12 @@ class Trainer:
             if k in ckpt.get("data_orders", {}):
                 order.load_state_dict(ckpt["data_orders"][k])
         self.task.load_extra_state(ckpt.get("extra", {}))
-        ranks = ckpt.get("rng_ranks")
-        if self.dist.distributed:
-            if not ranks or len(ranks) != self.dist.world_size:
-                raise DataError(f"{source}: saved by {len(ranks or [0])} process(es), resumed with "
-                                f"{self.dist.world_size}; resume with the same --nproc_per_node for exact results")
-            set_rng_state(ranks[self.dist.rank])
-        else:
-            set_rng_state(ckpt["rng"])
+        ranks = ckpt.get("rng_ranks") or [ckpt["rng"]]
+        if len(ranks) != self.dist.world_size:
+            raise DataError(f"{source}: saved by {len(ranks)} process(es), resumed with {self.dist.world_size}; "
+                            "resume with the same torchrun --nproc_per_node x --nnodes (every rank continues "
+                            "its own random streams)")
+        set_rng_state(ranks[self.dist.rank])
 
     # -- the loop --------------------------------------------------------------------------
     def fit(self, stream: TextIO | None = None, stop_after: int | None = None,

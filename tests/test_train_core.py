@@ -204,6 +204,40 @@ def test_sigint_finishes_the_update_saves_and_resumes_exactly(tmp_path: Path, st
     _same_checkpoints(load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint))
 
 
+def test_kill_9_then_resume_matches_the_uninterrupted_run(tmp_path: Path):
+    """A process killed with SIGKILL mid-run resumes from its last atomic save, exactly."""
+    import time
+
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    args = ["--iters", "100000", "--batch-size", "16", "--dropout", "0.1", "--eval-every", "0", "--save-every", "5",
+            "--log-every", "5", "--progress", "plain"]
+    proc = subprocess.Popen([sys.executable, "-m", "vln_clip.train.example", "--out", str(out), *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "last.pt").exists():
+            time.sleep(0.05)  # killed without warning soon after its first save, in the middle of the run
+    finally:
+        proc.kill()
+        proc.wait()
+    saved = load_checkpoint(out / "last.pt")["step"]
+    assert saved > 0 and saved % 5 == 0 and not list(out.glob(".last.pt.*"))  # no temp file left behind
+    target = saved + 7
+
+    def loop(path: Path, resume: bool) -> LoopConfig:
+        return LoopConfig(out_dir=str(path), iters=100000, eval_every=0, save_every=5, log_every=5, seed=0,
+                          best_metric="val/mse", best_mode="min", resume=resume or None, progress="off",
+                          eval_at_end=False)
+
+    resumed = fit(ToyRegression(ToyConfig(batch_size=16, dropout=0.1)), loop(out, True), stop_after=7)
+    straight = fit(ToyRegression(ToyConfig(batch_size=16, dropout=0.1)), loop(tmp_path / "straight", False),
+                   stop_after=target)
+    assert resumed.step == straight.step == target
+    a, b = load_checkpoint(resumed.last_checkpoint), load_checkpoint(straight.last_checkpoint)
+    _same_checkpoints(a, b)
+
+
 class Scripted(ToyRegression):
     """Validation scores fixed in advance, to check which checkpoint is kept as best."""
 

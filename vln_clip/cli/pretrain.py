@@ -62,6 +62,7 @@ def _loop_args(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     g.add_argument("--progress", choices=("auto", "bar", "plain", "off"), default="auto")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--cache-images", action="store_true", help="keep resized images in memory")
+    g.add_argument("--max-train-examples", type=int, help="train on a seeded random subset of this size (CPU budgets)")
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -147,6 +148,13 @@ def _loop(args: argparse.Namespace) -> Any:
                       progress=args.progress)
 
 
+def _is_main() -> bool:
+    """Under torchrun only rank 0 prints the summary line."""
+    from vln_clip.train.distributed import current
+
+    return current().is_main
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from vln_clip.pretraining.run import pretrain, pretrain_config
 
@@ -154,12 +162,13 @@ def _pretrain(args: argparse.Namespace) -> int:
     base = pretrain_config(args.preset, model=model)
     cfg = pretrain_config(args.preset, model=model, data=str(args.data), batch_size=args.batch_size,
                           epochs=args.epochs, qa_from_epoch=args.qa_from_epoch, patches=args.patches,
-                          eval_examples=args.eval_examples, freeze_backbone=args.freeze_backbone or None,
+                          eval_examples=args.eval_examples, max_train_examples=args.max_train_examples, freeze_backbone=args.freeze_backbone or None,
                           seed=args.seed, **_optim(args, base))
     result = pretrain(cfg, _loop(args))
-    print(json.dumps({"out": str(args.out), "step": result.step, "metrics": result.metrics,
-                      "best": str(result.best_checkpoint) if result.best_checkpoint else None,
-                      "interrupted": result.interrupted}))
+    if _is_main():
+        print(json.dumps({"out": str(args.out), "step": result.step, "metrics": result.metrics,
+                          "best": str(result.best_checkpoint) if result.best_checkpoint else None,
+                          "interrupted": result.interrupted}))
     return 130 if result.interrupted else 0
 
 
@@ -183,8 +192,10 @@ def _finetune(args: argparse.Namespace) -> int:
     cfg = finetune_config(args.task, args.preset, model=model, data=str(args.data), init=args.init,
                           batch_size=args.batch_size, epochs=args.epochs,
                           eval_splits=tuple(s for s in args.eval_splits.split(",") if s),
-                          min_answer_count=args.min_answer_count, freeze_backbone=args.freeze_backbone or None,
+                          min_answer_count=args.min_answer_count, max_train_examples=args.max_train_examples,
+                          freeze_backbone=args.freeze_backbone or None,
                           seed=args.seed, **_optim(args, base))
     summary = finetune(cfg, _loop(args))
-    print(json.dumps({k: summary[k] for k in ("task", "init", "step", "metrics", "predictions") if k in summary}))
+    if _is_main():
+        print(json.dumps({k: summary[k] for k in ("task", "init", "step", "metrics", "predictions") if k in summary}))
     return 130 if summary.get("interrupted") else 0

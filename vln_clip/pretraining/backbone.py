@@ -5,8 +5,8 @@ the backbone itself, so the model holds the :class:`vln_clip.encoders.Encoder` m
 calls it on pixels every step. Three ways to get one:
 
 - a registry name with its weights (``--weights`` / ``--random-weights``), as everywhere;
-- an encoder checkpoint written by the encoder-study work (``--encoder-checkpoint``), passed to
-  the registry once it accepts one;
+- an encoder checkpoint written by ``vln-clip encoders pretrain`` (``--encoder-checkpoint``),
+  which the registry takes in place of a name;
 - a *scaled-down* CLIP ResNet (same ModifiedResNet architecture, fewer channels and blocks,
   random weights) for CPU-sized experiments and tests: a full RN50 trains at about 2 images/s
   on this 2-core machine, the width-16 one-block-per-stage version at about 20.
@@ -14,7 +14,6 @@ calls it on pixels every step. Three ways to get one:
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from vln_clip.encoders import RANDOM_WEIGHTS_SEED, Encoder, get_spec, load_encoder
+from vln_clip.encoders import RANDOM_WEIGHTS_SEED, Encoder, get_spec, load_encoder, read_encoder_checkpoint
 from vln_clip.errors import DataError
 
 SCALED_CONFIG_DIR_ENV = "VLN_CLIP_SCALED_CONFIGS"
@@ -44,11 +43,20 @@ class BackboneConfig:
     def scaled(self) -> bool:
         return self.width is not None or self.layers is not None
 
+    @property
+    def grid_name(self) -> str:
+        """What the registry's grid geometry (``grid_size``) is asked with: the checkpoint or the name."""
+        return self.encoder_checkpoint or self.encoder
+
     def label(self) -> str:
         """How outputs name the backbone (random weights always say so)."""
         if self.scaled:
             return f"{self.encoder}-w{self.width}-l{''.join(map(str, self.layers or ()))} (random weights)"
-        return self.encoder
+        if self.encoder_checkpoint:
+            return f"encoder checkpoint {self.encoder_checkpoint}"
+        if self.random_weights:
+            return f"{self.encoder} (random weights)"
+        return f"{self.encoder} ({self.weights or 'default weights'})"
 
 
 def _scaled_arch(cfg: BackboneConfig) -> str:

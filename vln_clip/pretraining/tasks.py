@@ -110,6 +110,7 @@ class PretrainConfig:
     mask_prob: float = MASK_PROB
     mismatch_prob: float = MISMATCH_PROB
     qa_min_count: int = 1
+    max_train_examples: int | None = None  # a seeded random subset (CPU budgets); None = all
     freeze_backbone: bool = False
     backbone_decay_epochs: tuple[int, ...] = (12, 17)
     warmup_fraction: float = 0.05
@@ -141,6 +142,7 @@ class FinetuneConfig:
     eval_batch_size: int = 64
     epochs: int = 5
     min_answer_count: int = 1
+    max_train_examples: int | None = None  # a seeded random subset (CPU budgets); None = all
     freeze_backbone: bool = False
     backbone_decay_epochs: tuple[int, ...] = (3,)
     warmup_fraction: float = 0.1
@@ -173,7 +175,7 @@ class _VLTask(Task):
         m = self.model_setup
         self.device = ctx.device
         self.images = ImageSource(image_dir(data), ResizeRule(m.short_side, m.long_side), m.cache_images, m.threads)
-        self.grid_encoder = m.backbone.encoder
+        self.grid_encoder = m.backbone.grid_name
         specials = self.tokenizer.special_ids
         self.candidate_ids = torch.tensor([i for i in range(self.tokenizer.vocab_size) if i not in specials])
 
@@ -233,6 +235,14 @@ class _VLTask(Task):
                             "resume in the run folder the checkpoint came from")
 
 
+def subsample(rows: list, n: int | None, seed: int) -> list:
+    """``n`` rows drawn without replacement by a seeded permutation, in their original order."""
+    if n is None or n >= len(rows):
+        return rows
+    keep = sorted(torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed))[:n].tolist())
+    return [rows[i] for i in keep]
+
+
 def _tokenizer_for(out_dir: Path, setup: ModelSetup, texts: Sequence[str], resuming: bool) -> WordPieceTokenizer:
     """The run's vocabulary: kept on resume, else copied from ``--vocab`` or trained on ``texts``."""
     path = out_dir / VOCAB_FILE
@@ -260,7 +270,8 @@ class PretrainTask(_VLTask):
         val_path = lxmert_path(c.data, c.eval_split)
         val = pretrain_examples([val_path]) if val_path.exists() else []
         held_out = {ex.image_key for ex in val}
-        self.train = pretrain_examples([lxmert_path(c.data, s) for s in c.train_splits], exclude_keys=held_out)
+        self.train = subsample(pretrain_examples([lxmert_path(c.data, s) for s in c.train_splits],
+                                                 exclude_keys=held_out), c.max_train_examples, c.seed)
         order = torch.randperm(len(val), generator=torch.Generator().manual_seed(1234)).tolist()
         self.val = [val[i] for i in order[: c.eval_examples]]
         self.train_keys = [ex.image_key for ex in self.train]
@@ -394,6 +405,8 @@ class FinetuneTask(_VLTask):
     def setup(self, ctx: TaskContext) -> None:
         c = self.config
         self.data: TaskData = load_task(c.data, c.task, c.eval_splits, c.train_split, c.min_answer_count)
+        self.data.train = subsample(self.data.train, c.max_train_examples, c.seed)
+        self.latest: dict[str, tuple[list[TaskExample], list[str], np.ndarray]] = {}
         if self.pretrained is not None and not (ctx.resuming and (ctx.out_dir / VOCAB_FILE).is_file()):
             ctx.out_dir.mkdir(parents=True, exist_ok=True)
             (ctx.out_dir / VOCAB_FILE).write_text("\n".join(self.pretrained["extra"]["vocab"]) + "\n", encoding="utf-8")
@@ -462,7 +475,8 @@ class FinetuneTask(_VLTask):
     def evaluate(self) -> dict[str, float]:
         out = {}
         for split in self.data.evals:
-            _, _, scores = self.predict(split)
+            self.latest[split] = self.predict(split)
+            scores = self.latest[split][2]
             if np.isfinite(scores).any():
                 out[f"{split}/accuracy"] = float(np.nanmean(scores) * 100.0)
         return out

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 OPTIMIZERS = ("sgd", "adamw", "adam", "rmsprop")
@@ -124,7 +124,10 @@ class LoopConfig:
     ``resume``: True = ``out_dir/last.pt``, or a checkpoint path; None/False = a fresh run.
     ``progress``: auto (a bar on a terminal, a plain line per ``log_every`` otherwise) |
     bar | plain | off. ``report_keys``: the losses/metrics shown in progress lines and drawn
-    in curves.png (empty = all).
+    in curves.png (empty = all). ``eval_at_end``: evaluate after the last update even when
+    ``eval_every`` does not divide ``iters``. Under torchrun: ``ddp_find_unused_parameters`` is
+    passed to DDP (set it when some parameters get no gradient in a step) and
+    ``dist_timeout_s`` bounds collectives and the final barrier.
     """
 
     out_dir: str = "runs/run"
@@ -144,7 +147,6 @@ class LoopConfig:
     eval_at_end: bool = True
     ddp_find_unused_parameters: bool = False
     dist_timeout_s: float = 1800.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if (self.iters is None) == (self.epochs is None):

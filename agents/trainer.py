@@ -1,4 +1,10 @@
-"""Training loops: follower (IL + A2C), speaker (teacher forcing) and back-translation.
+"""VLN training: follower (IL + A2C), speaker (teacher forcing) and back-translation.
+
+This module holds what is navigation: data and feature paths, the environment adapter, the
+rollouts and their losses, evaluation (SR/SPL/nDTW, BLEU) and back-translation. A run is a
+:class:`vln_clip.train.Task` (:class:`Run`); the loop around it (optimizers, checkpoints,
+bit-exact resume, best-by-validation, TensorBoard, progress, Ctrl-C, curves) is the shared
+training core, docs/training-core.md.
 
 One follower iteration follows R2R-EnvDrop:
 

@@ -112,7 +112,7 @@ class LoopConfig:
     Length: ``iters`` updates in total (counting resumed ones), or ``epochs`` passes over the
     task's training data order (``Task.steps_per_epoch()`` updates each); exactly one is set.
     ``eval_every`` / ``log_every`` / ``save_every`` count updates (0 = only at the end); the
-    last update always logs, evaluates and saves.
+    last update always logs and saves, and evaluates unless ``eval_at_end`` is False.
 
     Output under ``out_dir``: ``last.pt`` (every ``save_every`` updates, at the end and on
     Ctrl-C), ``best.pt`` (when ``best_metric`` of ``Task.evaluate()`` improves in

@@ -113,14 +113,15 @@ def draw_topdown(graph: NavGraph, *, trajectory: Sequence[str] = (), reference: 
 def topdown_pixels(graph: NavGraph, size: int = 512, margin: int = 24) -> tuple[np.ndarray, float]:
     """Where :func:`draw_topdown` puts each viewpoint: ``(N, 2)`` float (column, row) and px/metre.
 
-    The map is centred on the graph's x/y bounding box, x to the right and y up, scaled so the
-    larger side fills ``size - 2 * margin`` pixels. Tools and tests use it to find a viewpoint
-    (or a path segment) in the picture.
+    The map is centred on the graph's x/y bounding box grown by the success radius (so the
+    goal's circle is never cut at the edge), x to the right and y up, scaled so the larger side
+    fills ``size - 2 * margin`` pixels. Tools and tests use it to find a viewpoint (or a path
+    segment) in the picture.
     """
     pos = np.asarray(graph.positions, dtype=np.float64)
     if len(pos) == 0:
         return np.zeros((0, 2)), 1.0
-    lo, hi = pos[:, :2].min(0), pos[:, :2].max(0)
+    lo, hi = pos[:, :2].min(0) - SUCCESS_RADIUS, pos[:, :2].max(0) + SUCCESS_RADIUS
     span = float(max(hi[0] - lo[0], hi[1] - lo[1], 1e-6))
     scale = (size - 2 * margin) / span
     centre = (lo + hi) / 2.0

@@ -25,13 +25,17 @@ a panoramic step). Check the competition page before submitting and, if it diffe
 :func:`to_rxr_rows` / :func:`write_rxr` here only.
 
 Readers accept either layout in either container (a JSON list or JSON lines), so scoring
-works on whatever a model wrote; ``heading``/``elevation`` are 0.0 when the file has none.
+works on whatever a model wrote. An R2R ``trajectory`` step must be exactly ``[viewpoint,
+heading, elevation]`` with finite numbers (the EvalAI evaluator unpacks three values per
+step; a bare viewpoint or a ``NaN`` would pass locally and fail after the upload); the RxR
+``path`` carries viewpoints only, read with heading and elevation 0.0.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,44 +73,95 @@ def paths_of(predictions: Iterable[Prediction]) -> dict[str, list[str]]:
 # Reading
 
 
+LAYOUTS = ("a JSON list of {\"instr_id\", \"trajectory\"} objects (R2R) or JSON lines of "
+           "{\"instruction_id\", \"path\"} objects (RxR)")
+
+
+def _reject_constant(name: str) -> float:
+    """``json`` reads NaN/Infinity by default; no leaderboard accepts them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json(text: str) -> Any:
+    return json.loads(text, parse_constant=_reject_constant)
+
+
 def _load_rows(path: Path) -> list[Any]:
     """A JSON list or JSON lines (optionally gzipped), with errors naming file and position."""
     if not path.exists():
         raise DataError(f"{path}: predictions file not found; check the path")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; pass the predictions file ({LAYOUTS})")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
             text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read predictions ({exc}); expected JSON or JSON lines "
-                        "(optionally .gz)") from exc
-    stripped = text.lstrip()
+    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read predictions ({exc}); expected {LAYOUTS}, optionally .gz") from exc
+    stripped = text.strip()
     if not stripped:
-        raise DataError(f"{path}: empty predictions file")
+        raise DataError(f"{path}: empty predictions file; expected {LAYOUTS}")
+    try:
+        whole = _json(stripped)
+    except ValueError as exc:
+        whole, error = None, exc
+    else:
+        error = None
+    if error is None:
+        if isinstance(whole, list):
+            return whole
+        if isinstance(whole, dict) and ("instr_id" in whole or "instruction_id" in whole):
+            return [whole]  # JSON lines with a single line
+        kind = "null" if whole is None else type(whole).__name__
+        raise DataError(f"{path}: the top level is {'' if whole is None else 'a '}{kind}, not a list of "
+                        f"predictions; expected {LAYOUTS}")
     if stripped[0] == "[":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+        exc = error
+        if isinstance(exc, json.JSONDecodeError):
             raise DataError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}; "
-                            "the R2R format is a JSON list of {\"instr_id\", \"trajectory\"} objects") from exc
-        return data
+                            f"expected {LAYOUTS}") from exc
+        raise DataError(f"{path}: {exc}; headings and elevations must be finite numbers") from exc
     rows = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            rows.append(_json(line))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}:{lineno}: malformed JSON line ({exc.msg}); the RxR format has one "
                             "{\"instruction_id\", \"path\"} object per line") from exc
+        except ValueError as exc:
+            raise DataError(f"{path}:{lineno}: {exc}; only finite numbers are valid") from exc
     return rows
+
+
+def _angle(value: Any) -> float | None:
+    """A finite float, or None for anything else (strings, booleans, NaN, infinities)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _parse_step(step: Any, where: str, t: int) -> tuple[str, float, float]:
+    expected = "expected [viewpoint, heading, elevation] (heading and elevation in radians, finite numbers)"
+    if isinstance(step, str):
+        raise DataError(f"{where}: trajectory step {t} is a bare viewpoint {step!r}; {expected}, e.g. "
+                        f"[{json.dumps(step)}, 0.0, 0.0]")
+    if not isinstance(step, (list, tuple)) or len(step) != 3 or not isinstance(step[0], str) or not step[0]:
+        raise DataError(f"{where}: trajectory step {t} is {json.dumps(step)}; {expected}")
+    heading, elevation = _angle(step[1]), _angle(step[2])
+    if heading is None or elevation is None:
+        raise DataError(f"{where}: trajectory step {t} has heading {step[1]!r} and elevation {step[2]!r}; "
+                        f"{expected}")
+    return step[0], heading, elevation
 
 
 def _parse_row(item: Any, path: Path, n: int) -> Prediction:
     where = f"{path}: entry {n}"
     if not isinstance(item, dict):
-        raise DataError(f"{where} is not a JSON object; each entry needs instr_id + trajectory "
-                        "(R2R) or instruction_id + path (RxR)")
+        raise DataError(f"{where} is {json.dumps(item)[:60]}, not a JSON object; each entry needs instr_id + "
+                        "trajectory (R2R) or instruction_id + path (RxR)")
     if "instr_id" in item:
         instr_id = item["instr_id"]
     elif "instruction_id" in item:
@@ -121,26 +176,11 @@ def _parse_row(item: Any, path: Path, n: int) -> Prediction:
         steps = item["trajectory"]
         if not isinstance(steps, list):
             raise DataError(f"{where}: 'trajectory' must be a list of [viewpoint, heading, elevation]")
-        traj = []
-        for t, step in enumerate(steps):
-            if isinstance(step, str):  # a bare viewpoint is accepted
-                traj.append((step, 0.0, 0.0))
-                continue
-            if not isinstance(step, (list, tuple)) or not step or not isinstance(step[0], str):
-                raise DataError(f"{where}: trajectory step {t} is {step!r}; expected [viewpoint, heading, "
-                                "elevation]")
-            try:
-                heading = float(step[1]) if len(step) > 1 else 0.0
-                elevation = float(step[2]) if len(step) > 2 else 0.0
-            except (TypeError, ValueError):
-                raise DataError(f"{where}: trajectory step {t} has a non-numeric heading/elevation: "
-                                f"{step!r}") from None
-            traj.append((step[0], heading, elevation))
-        return Prediction(instr_id, tuple(traj))
+        return Prediction(instr_id, tuple(_parse_step(step, where, t) for t, step in enumerate(steps)))
     if "path" in item:
         vps = item["path"]
-        if not isinstance(vps, list) or not all(isinstance(v, str) for v in vps):
-            raise DataError(f"{where}: 'path' must be a list of viewpoint ids")
+        if not isinstance(vps, list) or not all(isinstance(v, str) and v for v in vps):
+            raise DataError(f"{where}: 'path' must be a list of viewpoint ids (strings)")
         return Prediction.from_path(instr_id, vps)
     raise DataError(f"{where} has no 'trajectory' (R2R) or 'path' (RxR) field")
 
@@ -152,9 +192,6 @@ def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:
     """
     path = Path(path)
     rows = _load_rows(path)
-    if not isinstance(rows, list):
-        raise DataError(f"{path}: expected a JSON list of predictions or JSON lines, got a "
-                        f"{type(rows).__name__}")
     return [_parse_row(item, path, n) for n, item in enumerate(rows)]
 
 
@@ -163,8 +200,15 @@ def read_predictions(path: str | os.PathLike[str]) -> list[Prediction]:
 
 
 def to_r2r_rows(predictions: Iterable[Prediction]) -> list[dict[str, Any]]:
-    return [{"instr_id": p.instr_id, "trajectory": [[v, float(h), float(e)] for v, h, e in p.trajectory]}
-            for p in predictions]
+    """The EvalAI rows; a non-finite heading/elevation is refused (JSON would write ``NaN``)."""
+    rows = []
+    for p in predictions:
+        for t, (_, h, e) in enumerate(p.trajectory):
+            if not (math.isfinite(h) and math.isfinite(e)):
+                raise DataError(f"instr_id {p.instr_id}: trajectory step {t} has heading {h} and elevation {e}; "
+                                "only finite angles (radians) can be submitted")
+        rows.append({"instr_id": p.instr_id, "trajectory": [[v, float(h), float(e)] for v, h, e in p.trajectory]})
+    return rows
 
 
 def to_rxr_rows(predictions: Iterable[Prediction]) -> list[dict[str, Any]]:

@@ -56,6 +56,15 @@ DTW_THRESHOLD = 3.0  # metres; the d_th of nDTW and of CLS
 #: Keys of :meth:`EvalResult.summary`, in the order they are printed.
 SUMMARY_KEYS = ("episodes", "trajectory_length", "nav_error", "oracle_error", "success",
                 "oracle_success", "spl", "ndtw", "sdtw", "cls")
+#: Summary keys that count things (printed as integers, not rates).
+COUNT_KEYS = ("episodes", "steps")
+#: Summary keys that are fractions of episodes (printed as percentages).
+RATE_KEYS = ("success", "oracle_success", "spl", "ndtw", "sdtw", "cls")
+#: How each summary metric is labelled in tables.
+LABELS = {
+    "trajectory_length": "TL (m)", "nav_error": "NE (m)", "oracle_error": "oracle error (m)",
+    "success": "SR", "oracle_success": "OSR", "spl": "SPL", "ndtw": "nDTW", "sdtw": "SDTW", "cls": "CLS",
+}
 #: Per-episode metric columns, in the order of the CSV report.
 EPISODE_METRICS = ("trajectory_length", "nav_error", "oracle_error", "success", "oracle_success",
                    "spl", "steps", "ndtw", "sdtw", "cls")

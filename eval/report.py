@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from vln_clip.errors import DataError
 from vln_clip.io import atomic_path, write_json
 
 from .metrics import EPISODE_METRICS, EvalResult
@@ -99,9 +100,24 @@ def _plot(path: Path, rows: list[dict[str, float | int]], xlabel: str, title: st
     plt.close(fig)
 
 
+def check_report_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as a Path, or a :class:`DataError` when it (or a parent) is an existing file.
+
+    Called before an evaluation starts, so a typo in ``--report`` costs no decoding time.
+    """
+    out = Path(out_dir)
+    for folder in (out, *out.parents):
+        if folder.exists() and not folder.is_dir():
+            raise DataError(f"--report {out}: {folder} is an existing file, but the report is a folder of "
+                            "files (episodes.csv, summary.json, plots); pass a folder name")
+        if folder.exists():
+            break
+    return out
+
+
 def write_report(out_dir: str | os.PathLike[str], result: EvalResult, bins: int = DEFAULT_BINS) -> dict[str, Path]:
     """Write the CSV, summary, bins and the two plots into ``out_dir``; return their paths."""
-    out = Path(out_dir)
+    out = check_report_dir(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "csv": out / "episodes.csv",

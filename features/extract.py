@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from vln_clip import __version__
 from vln_clip.errors import DataError
-from vln_clip.io import read_json
+from vln_clip.io import read_json, remove_stale_temps, require_free_space
 
 from .store import FeatureJournal, FeatureStore, build_store, feature_key, journal_dir, read_part_keys
 from .views import (EQUIRECT_SUBDIR, FACE_TEMPLATE, MATTERSIM_FACE_SIZE, STRIP_TEMPLATE, ViewSpec,
@@ -356,8 +356,27 @@ def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = 
     if rank != 0:
         return out
     _wait_for_ranks(journal.folder, world)
+    _prepare_merge(out, [journal.folder])
     build_store(out, [journal.folder], attrs, dtype=cfg.dtype, remove_sources=True)
     return out
+
+
+def _prepare_merge(out: Path, sources: list[Path]) -> None:
+    """Before the journal becomes the HDF5 store: drop temporaries of dead runs, check the disk.
+
+    HDF5 crashes the process (a segfault while closing) when the disk fills during the merge,
+    and a killed merge leaves its temporary file behind; so a merge removes the stale
+    temporaries of ``out`` first and refuses, with the sizes, to start without room for the
+    copy (journal parts + the existing store, plus a margin for the HDF5 index).
+    """
+    remove_stale_temps(out)
+    size = out.stat().st_size if out.exists() else 0
+    for src in sources:
+        if src.is_dir():
+            size += sum(f.stat().st_size for f in src.glob("part-*.npz"))
+        elif src.exists():
+            size += src.stat().st_size
+    require_free_space(out, int(size * 1.1) + 2**20, "feature store")
 
 
 def _extract_loop(cfg: ExtractConfig, pipeline: ViewPipeline, journal: FeatureJournal, todo: list[Task],
@@ -428,11 +447,41 @@ def _extract_loop(cfg: ExtractConfig, pipeline: ViewPipeline, journal: FeatureJo
         bar.close()
 
 
-def _wait_for_ranks(folder: Path, world: int, poll_s: float = 2.0) -> None:
+RANK_STALL_S = 1800.0  # a rank that journals nothing for this long is taken for dead
+
+
+def _wait_for_ranks(folder: Path, world: int, poll_s: float = 2.0, stall_s: float | None = None) -> None:
+    """Rank 0 waits until every rank has written its ``done`` marker.
+
+    Why a file barrier: ranks share only the journal folder (no process group is needed to
+    extract). Why a stall limit: a rank killed by the OOM killer never writes its marker, and
+    waiting on it forever would hang rank 0 too. Every live rank appends a journal part every
+    few batches, so rank 0 gives up only when *no* missing rank has written anything for
+    ``stall_s`` seconds (``$VLN_CLIP_RANK_STALL_S``, default 30 minutes), naming the ranks.
+    The journal keeps everything finished: the same command, rerun, resumes.
+    """
     if world == 1:
         return
-    want = {f"done-r{r:03d}-of-{world:03d}" for r in range(world)}
-    while not want <= {p.name for p in folder.glob("done-r*")}:
+    if stall_s is None:
+        stall_s = float(os.environ.get("VLN_CLIP_RANK_STALL_S", RANK_STALL_S))
+    want = {r: f"done-r{r:03d}-of-{world:03d}" for r in range(world)}
+    last_seen: dict[int, float] = {r: time.time() for r in want}
+    while True:
+        names = {p.name for p in folder.glob("done-r*")}
+        missing = [r for r, name in want.items() if name not in names]
+        if not missing:
+            return
+        now = time.time()
+        for r in missing:
+            for part in folder.glob(f"part-r{r:03d}-*.npz"):
+                try:
+                    last_seen[r] = max(last_seen[r], part.stat().st_mtime)
+                except OSError:
+                    pass
+        if all(now - last_seen[r] > stall_s for r in missing):
+            raise DataError(f"{folder}: rank(s) {', '.join(map(str, missing))} of {world} wrote nothing for "
+                            f"{stall_s:.0f} s and did not finish (killed or hung); rerun the same command: "
+                            "the journal keeps every finished panorama")
         time.sleep(poll_s)
 
 
@@ -462,4 +511,5 @@ def merge(out: str | os.PathLike[str], inputs: list[str | os.PathLike[str]] | No
         sources.append(jd)
     if not sources and not Path(out).exists():
         raise DataError(f"{out}: nothing to merge (no {jd.name} journal and no input stores)")
+    _prepare_merge(out, [Path(s) for s in sources])
     return build_store(out, sources, remove_sources=True)

@@ -18,7 +18,8 @@ from vln_clip.envs import NavEnv
 from vln_clip.envs import topdown as td
 from vln_clip.episodes import read_episodes
 from vln_clip.graph import GraphStore
-from vln_clip.rollout import EpisodePlayer, RandomActor, TeacherActor, play
+from vln_clip.rollout import EpisodePlayer, RandomActor, TeacherActor
+from vln_clip.viz.terminal import play
 from vln_clip.viz.images import read_gif_frames
 
 SCAN = "gridScan"
@@ -316,12 +317,12 @@ def test_overruled_agent_follows_the_path_really_taken(follower_run):
     from rich.console import Console
 
     from vln_clip.agents.inference import load_policy
-    from vln_clip.cli.rollout import build_rollout
+    from vln_clip.rollout import open_rollout
 
     root, ckpt = follower_run
     split, conn = root / "r2r" / "R2R_val_unseen.json", root / "connectivity"
     iid = first_id(root)
-    setup = build_rollout(split, conn, iid, str(ckpt), helper="agent", max_steps=6)
+    setup = open_rollout(split, conn, iid, str(ckpt), helper="agent", max_steps=6)
     first = setup.player.current
     agent_choice = setup.player.agent_decision().action
     human = next(c for c in first.candidates if c.action != agent_choice)

@@ -72,11 +72,17 @@ def read_r2r(path: str | os.PathLike[str], dataset: str = "r2r") -> list[Episode
     if not isinstance(data, list):
         raise DataError(f"{path}: expected a JSON list of paths (R2R format)")
     episodes: list[Episode] = []
+    first_entry: dict[str, int] = {}
     for n, item in enumerate(data):
         where = f"entry {n} (path_id {item.get('path_id', '?')})" if isinstance(item, dict) else f"entry {n}"
         if not isinstance(item, dict):
             raise DataError(f"{path}: {where} is not an object")
         _require(item, ("path_id", "scan", "path", "heading", "instructions"), path, where)
+        pid = str(item["path_id"])
+        if pid in first_entry:  # instr_ids "<path_id>_<k>" would collide: the later entry would win
+            raise DataError(f"{path}: {where} repeats the path_id of entry {first_entry[pid]}; path_ids must be "
+                            "unique (instr_ids are <path_id>_<k>): renumber or remove one of them")
+        first_entry[pid] = n
         vps = item["path"]
         if not isinstance(vps, list) or not vps:
             raise DataError(f"{path}: {where} has an empty 'path'; it needs at least the start viewpoint")

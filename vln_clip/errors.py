@@ -15,3 +15,12 @@ class MissingResourceError(FileNotFoundError):
 
     The message says where to get it and where to put it.
     """
+
+
+class StorageError(DataError):
+    """Writing an output failed because of the machine, not the data: disk full, quota exceeded.
+
+    A subclass of :class:`DataError` so that the CLI prints it as one line (naming the file and
+    the fix: free space or write elsewhere) instead of a traceback; nothing finished is lost,
+    because every write goes through :func:`vln_clip.io.atomic_path`.
+    """

@@ -20,7 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import DataError
+from .errors import DataError, StorageError
 from .io import atomic_path, read_json
 from .paths import cache_dir
 
@@ -159,8 +159,13 @@ def _parse_connectivity(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, 
         unob[k] = np.asarray(item["unobstructed"], dtype=bool)
     keep = np.flatnonzero(included)
     adj = unob[np.ix_(keep, keep)]
-    adj = adj | adj.T
     np.fill_diagonal(adj, False)
+    one_way = np.argwhere(adj & ~adj.T)
+    if len(one_way):  # an undirected graph would let an agent walk back along a one-way edge
+        a, b = (ids[keep[k]] for k in one_way[0])
+        raise DataError(f"{path}: 'unobstructed' is not symmetric among included viewpoints: {a} -> {b} is "
+                        f"unobstructed but {b} -> {a} is not ({len(one_way)} such pair(s)); Matterport "
+                        "graphs are undirected: set both entries to the same value")
     return [ids[k] for k in keep], pos[keep], heights[keep], adj
 
 
@@ -207,7 +212,7 @@ def load_graph(path: str | os.PathLike[str], use_cache: bool = True) -> NavGraph
                 with open(tmp, "wb") as fh:
                     np.savez(fh, viewpoints=np.array(ids), positions=pos, heights=heights,
                              adjacency=adj, distances=dist, next_hop=nxt)
-        except OSError:
+        except (OSError, StorageError):  # a cache that cannot be written (full disk) is only slower
             pass
     return graph
 

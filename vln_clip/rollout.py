@@ -8,8 +8,9 @@ Any actor can take a step: the trained follower, the shortest-path teacher, a ra
 or a person; :meth:`EpisodePlayer.undo` takes the last step back (by replaying the episode,
 which is deterministic), so a person can try alternatives from any point.
 
-The terminal interface (:func:`play`) prints each step with rich and reads plain lines from
-``input()``, so it works over SSH and can be driven from a script or a test's stdin.
+:func:`open_rollout` opens one episode of a split (with a checkpoint's vocabulary and feature
+store when given) for the terminal interface (:func:`vln_clip.viz.terminal.play`), the
+``vln-clip rollout`` command and the demo.
 """
 
 from __future__ import annotations
@@ -17,14 +18,20 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
-from vln_clip.episodes import Episode
+from vln_clip.agents.inference import load_policy
+from vln_clip.envs import NavEnv
+from vln_clip.episodes import Episode, read_episodes
+from vln_clip.eval.inputs import follower_store
+from vln_clip.eval.metrics import score_episode
+from vln_clip.features.store import FeatureStore
 from vln_clip.errors import DataError
 from vln_clip.geometry import snap_elevation, snap_heading, view_index, wrap_to_pi
-from vln_clip.graph import NavGraph
+from vln_clip.graph import GraphStore, NavGraph
 
 POLICIES = ("human", "agent", "teacher", "random")
 
@@ -134,6 +141,11 @@ class RolloutResult:
     @property
     def viewpoints(self) -> list[str]:
         return [t[0] for t in self.trajectory]
+
+    @property
+    def moves(self) -> int:
+        """Moves made (the metrics' ``steps``: repeated viewpoints count, the STOP does not)."""
+        return max(0, len(self.trajectory) - 1)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (the per-step table and an R2R-format trajectory)."""
@@ -434,96 +446,82 @@ def episode_metrics(graph: NavGraph) -> Callable[[RolloutResult], dict[str, floa
     def compute(result: RolloutResult) -> dict[str, float]:
         if not result.episode.has_goal:
             return {}
-        from vln_clip.eval.metrics import score_episode
-
         return dict(score_episode(result.viewpoints, list(result.episode.path), graph))
 
     return compute
+
+
+def ended_phrase(result: RolloutResult) -> str:
+    """``"ended by stop after 4 moves"``: one wording (and one step count) for terminal and report.
+
+    A person who quits leaves the agent where it is; it is scored there, as the R2R evaluator
+    scores a trajectory's last viewpoint, and the phrase says that it did not stop.
+    """
+    how = "was quit before stopping (scored where it was left)" if result.ended_by == "quit" else (
+        f"ended by {result.ended_by}")
+    return f"{how} after {result.moves} move{'s' if result.moves != 1 else ''}"
 
 
 INTERACTIVE_HELP = ("type a candidate number to move there, s to stop, u to undo the last step, "
                     "Enter to let the {helper} act, q to quit")
 
 
-def play(player: EpisodePlayer, policy: Actor | None, console: Any = None, interactive: bool = False,
-         input_fn: Callable[[str], str] | None = None, metrics: bool = True) -> RolloutResult:
-    """Play ``player``'s episode to the end, printing every step.
+@dataclass
+class RolloutSetup:
+    """The environment, episode, graph and actors of one rollout."""
 
-    Non-interactive: ``policy`` acts at every step. Interactive: a person types a candidate
-    number, ``s`` (stop), ``u`` (undo) or ``q`` (quit); an empty line lets ``policy`` act.
-    End of input counts as ``q``, so scripted stdin that runs out ends the episode cleanly.
-    After a stop a person may still undo (``u``) or finish (Enter / ``q``).
+    player: EpisodePlayer
+    actor: Any  # who acts on Enter / every step
+    graph: NavGraph
+    weights_note: str = ""  # said on screen and in the report when the features are random-weight ones
+
+
+def pick_episode(split_file: str | Path, instr_id: str | None) -> Episode:
+    """The episode ``instr_id`` of ``split_file`` (its first one when None), or an error listing real ids."""
+    episodes = read_episodes(split_file)
+    if not episodes:
+        raise DataError(f"{split_file}: no episodes")
+    if instr_id is None:
+        return episodes[0]
+    found = [e for e in episodes if e.instr_id == str(instr_id)]
+    if not found:
+        ids = [e.instr_id for e in episodes[:3]]
+        raise DataError(f"{split_file}: no instruction {instr_id!r}; ids in this file look like {', '.join(ids)} "
+                        "(or leave out --instr-id for the first one)")
+    return found[0]
+
+
+def open_rollout(split_file: str | Path, connectivity: str | Path, instr_id: str | None = None,
+                 checkpoint: str | Path | None = None, features: str | Path | None = None, helper: str = "teacher",
+                 seed: int = 0, max_steps: int = 35) -> RolloutSetup:
+    """Open one episode in a :class:`~vln_clip.envs.NavEnv` ready to be played.
+
+    With ``checkpoint`` the follower shadows every step (probabilities, attention) and the
+    environment uses its vocabulary and feature store (``features``, else the store it was
+    trained with, checked by :func:`vln_clip.eval.inputs.follower_store`).
     """
-    from rich.console import Console
-
-    from vln_clip.viz.terminal import action_line, result_summary, step_panel
-
-    console = console or Console()
-    read = input_fn or input
-    if policy is not None and policy is not player.shadow:
-        try:
-            policy.reset(player.obs, player.info)
-        except DataError as exc:
-            if not interactive:
-                raise
-            console.print(f"Enter does nothing here: {exc}", style="yellow")
-            policy = None
-    helper_name = policy.name if policy is not None else "nobody"
-    if interactive:
-        console.print(INTERACTIVE_HELP.format(helper=helper_name))
-    shown_instruction = False
-
-    def helper_action() -> int | None:
-        if policy is None:
-            return None
-        if policy is player.shadow:
-            decision = player.agent_decision()
-            return None if decision is None else decision.action
-        return policy.act(player.obs, player.info).action
-
-    while True:
-        if not player.done:
-            record = player.current
-            console.print(step_panel(record, player.tokens, instruction_shown=not shown_instruction
-                                     or record.word_attention is not None))
-            shown_instruction = True
-        if not interactive:
-            if player.done:
-                break
-            action = helper_action()
-            if action is None:
-                raise DataError("a non-interactive rollout needs a policy: --policy agent, teacher or random")
-            console.print(action_line(player.act(action, helper_name)))
-            continue
-        prompt = ("episode over: u to undo, Enter or q to finish > " if player.done else
-                  f"[1-{len(player.current.candidates)}] move, s stop, u undo, Enter {helper_name}, q quit > ")
-        try:
-            line = read(prompt).strip().lower()
-        except EOFError:
-            line = "q"
-        if line in ("q", "quit", "exit"):
-            break
-        if line in ("u", "undo"):
-            console.print("undone" if player.undo() else "nothing to undo", style="yellow")
-            continue
-        if player.done:
-            if line == "":
-                break
-            console.print("the episode is over: u to undo, Enter or q to finish", style="yellow")
-            continue
-        record = player.current
-        if line == "":
-            action = helper_action()
-            if action is None:
-                console.print("no helper policy here: pick a number or s", style="yellow")
-                continue
-            console.print(action_line(player.act(action, helper_name)))
-        elif line in ("s", "stop"):
-            console.print(action_line(player.act(record.stop_action, "human")))
-        elif line.isdigit() and 1 <= int(line) <= len(record.candidates):
-            console.print(action_line(player.act(record.candidates[int(line) - 1].action, "human")))
-        else:
-            console.print(f"not understood: {line!r}. " + INTERACTIVE_HELP.format(helper=helper_name), style="red")
-    result = player.result(episode_metrics(player.graph) if metrics else None)
-    console.print(result_summary(result))
-    return result
+    if helper not in ("agent", "teacher", "random"):
+        raise DataError(f"unknown helper {helper!r}; choose agent, teacher or random")
+    graphs = GraphStore(connectivity)
+    episode = pick_episode(split_file, instr_id)
+    shadow = None
+    note = ""
+    env_kwargs: dict[str, Any] = {}
+    if checkpoint:
+        policy = load_policy(checkpoint)
+        shadow = AgentActor(policy)
+        path = follower_store(checkpoint, features, policy)
+        store = FeatureStore(path) if path is not None else None
+        if store is not None and str(getattr(store, "weights", "")) == "random":
+            note = (f"note: the features in {store.path} come from a randomly initialised {store.encoder} "
+                    "encoder (no pretrained CLIP weights were present), so the agent sees noise-like features")
+        env_kwargs = dict(vocab=policy.vocab, features=store, max_instr_len=policy.max_instr_len)
+    elif helper == "agent":
+        raise DataError("the agent helper needs a follower checkpoint (--checkpoint CKPT)")
+    elif features:
+        env_kwargs = dict(features=str(features))
+    env = NavEnv(graphs, [episode], max_steps=max_steps, **env_kwargs)
+    graph = graphs[episode.scan]
+    player = EpisodePlayer(env, episode, graph, shadow=shadow, max_steps=max_steps)
+    actor = {"agent": shadow, "teacher": TeacherActor(), "random": RandomActor(seed)}[helper]
+    return RolloutSetup(player, actor, graph, note)

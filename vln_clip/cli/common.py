@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from typing import Any, Callable
 
 EPILOG_TITLE = "examples:\n"
 
@@ -32,3 +34,45 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+        return value
+
+    parse.__name__ = what.replace(" ", "_")
+    return parse
+
+
+#: ``type=`` of counts that must be at least 1 (batch sizes, steps, limits, sizes).
+positive_int = _int_at_least(1, "a positive integer")
+#: ``type=`` of counts where 0 is meaningful (e.g. ``--iters 0``: evaluate an untrained model).
+nonnegative_int = _int_at_least(0, "zero or a positive integer")
+
+
+def friendly_os_errors(func: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], Any]:
+    """A handler whose full-disk errors end as one clear line (a :class:`StorageError`).
+
+    Writes through :func:`vln_clip.io.atomic_path` already say which file could not be written;
+    this catches the rest (logs, TensorBoard events, third-party writers).
+    """
+
+    @functools.wraps(func)
+    def run(args: argparse.Namespace) -> Any:
+        from vln_clip.io import storage_error
+
+        try:
+            return func(args)
+        except (OSError, RuntimeError) as exc:
+            converted = storage_error(getattr(exc, "filename", None) or getattr(args, "out", None) or ".", exc)
+            if converted is None:
+                raise
+            raise converted from exc
+
+    return run

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .common import add_parser
+from .common import add_parser, nonnegative_int, positive_int
 
 EXAMPLES = [
     "vln-clip demo --out runs/demo",
@@ -365,20 +365,20 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "val_unseen metrics of each agent."))
     d = DemoConfig()
     p.add_argument("--out", default=str(d.out), help=f"output folder (default {d.out})")
-    p.add_argument("--houses", type=int, default=d.houses, help=f"synthetic houses, at least 3 (default {d.houses})")
+    p.add_argument("--houses", type=positive_int, default=d.houses, help=f"synthetic houses, at least 3 (default {d.houses})")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the world and the training run")
     p.add_argument("--encoder", default=d.encoder, help=f"encoder from the registry (default {d.encoder}, "
                    "the fastest on CPU)")
-    p.add_argument("--iters", type=int, default=d.iters, help=f"follower training iterations (default {d.iters})")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"training batch (default {d.batch_size})")
-    p.add_argument("--max-actions", type=int, default=d.max_actions,
+    p.add_argument("--iters", type=positive_int, default=d.iters, help=f"follower training iterations (default {d.iters})")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"training batch (default {d.batch_size})")
+    p.add_argument("--max-actions", type=positive_int, default=d.max_actions,
                    help=f"actions per episode in training and evaluation (default {d.max_actions})")
-    p.add_argument("--train-threads", type=int, default=d.train_threads,
+    p.add_argument("--train-threads", type=nonnegative_int, default=d.train_threads,
                    help=f"torch threads while training (default {d.train_threads}; 0 = torch's default)")
-    p.add_argument("--face-size", type=int, default=d.face_size, help=f"skybox face pixels (default {d.face_size})")
-    p.add_argument("--image-size", type=int, default=d.image_size,
+    p.add_argument("--face-size", type=positive_int, default=d.face_size, help=f"skybox face pixels (default {d.face_size})")
+    p.add_argument("--image-size", type=nonnegative_int, default=d.image_size,
                    help=f"encoder input pixels (default {d.image_size}; 0 = the encoder's native size)")
-    p.add_argument("--paths-per-house", type=int, default=d.paths_per_house,
+    p.add_argument("--paths-per-house", type=positive_int, default=d.paths_per_house,
                    help=f"R2R paths generated per house (default {d.paths_per_house})")
     p.add_argument("--weights", help="encoder weights (checkpoint path or open_clip tag); default: found locally, "
                    "else random")

@@ -21,7 +21,9 @@ from typing import Any
 
 from vln_clip.errors import DataError, MissingResourceError
 
-from .common import add_parser
+from vln_clip.eval.baselines import AGENTS
+
+from .common import add_parser, friendly_os_errors, positive_int
 
 EXAMPLES = [
     "vln-clip eval preds.json --split-file data/r2r/R2R_val_unseen.json --connectivity connectivity/",
@@ -29,60 +31,39 @@ EXAMPLES = [
     "vln-clip eval rxr_preds.jsonl.gz --split val_unseen --dataset rxr --report reports/rxr_val",
     "vln-clip eval --agent shortest --split-file R2R_train.json --connectivity connectivity/ --limit 500",
     "vln-clip eval --agent random --seed 0 --split val_unseen --out runs/random_val_unseen.json",
-    "vln-clip eval --checkpoint runs/follower/best_val_unseen.pt --split val_unseen --features clip.h5",
+    "vln-clip eval --checkpoint runs/follower/best.pt --split val_unseen   # the store it was trained with",
 ]
 
 
 def add_split_arguments(p: argparse.ArgumentParser) -> None:
-    """--split-file / --split / --dataset / --data-dir / --connectivity, shared with `submit`."""
+    """--split-file / --split / --dataset / --data-dir / --connectivity / --languages (eval, submit, rollout)."""
     g = p.add_argument_group("split")
     g.add_argument("--split-file", metavar="SPLIT", help="R2R/R4R .json or RxR .jsonl(.gz) split file")
     g.add_argument("--split", metavar="NAME|FILE",
                    help="split name (val_seen, val_unseen, test, ...) resolved in --data-dir as "
                         "r2r/R2R_NAME.json or rxr/rxr_NAME_guide.jsonl.gz, or a file path")
-    g.add_argument("--dataset", choices=("r2r", "rxr"), default="r2r", help="dataset for --split NAME (default r2r)")
+    g.add_argument("--dataset", choices=("r2r", "r4r", "rxr"), default="r2r",
+                   help="dataset for --split NAME (default r2r)")
     g.add_argument("--data-dir", metavar="DIR", default=None,
                    help="data root for --split NAME and the default connectivity (default $VLN_CLIP_DATA or ./data)")
     g.add_argument("--connectivity", metavar="DIR", default=None,
-                   help="folder of <scan>_connectivity.json files (default DATA/matterport/connectivity)")
-    g.add_argument("--languages", nargs="+", metavar="LANG", default=None,
+                   help="folder of <scan>_connectivity.json files (default DATA/connectivity, else "
+                        "DATA/matterport/connectivity)")
+    g.add_argument("--languages", "--language", nargs="+", metavar="LANG", default=None, dest="languages",
                    help="RxR only: keep these base languages (en hi te)")
 
 
 def resolve_split(args: argparse.Namespace) -> Path:
     """The split file named by --split-file, or --split NAME|FILE under --data-dir."""
-    from vln_clip.paths import data_dir
+    from vln_clip.eval.inputs import resolve_split as resolve
 
-    if args.split_file and args.split:
-        raise DataError("give either --split-file or --split, not both")
-    if args.split_file:
-        return Path(args.split_file)
-    if not args.split:
-        raise DataError("no split: pass --split-file FILE or --split NAME (e.g. --split val_unseen)")
-    if Path(args.split).is_file():
-        return Path(args.split)
-    root = data_dir(args.data_dir)
-    if args.dataset == "rxr":
-        candidates = [root / "rxr" / f"rxr_{args.split}_guide.jsonl.gz", root / "rxr" / f"rxr_{args.split}_guide.jsonl"]
-    else:
-        candidates = [root / "r2r" / f"R2R_{args.split}.json"]
-    for c in candidates:
-        if c.exists():
-            return c
-    raise DataError(f"split {args.split!r} ({args.dataset}) not found: looked for "
-                    f"{', '.join(str(c) for c in candidates)}; set --data-dir or $VLN_CLIP_DATA, or pass --split-file")
+    return resolve(args.split_file, args.split, args.dataset, args.data_dir)
 
 
 def resolve_connectivity(args: argparse.Namespace) -> Path:
-    from vln_clip.paths import data_dir
+    from vln_clip.eval.inputs import resolve_connectivity as resolve
 
-    if args.connectivity:
-        return Path(args.connectivity)
-    default = data_dir(args.data_dir) / "matterport" / "connectivity"
-    if not default.is_dir():
-        raise DataError(f"no --connectivity given and {default} does not exist; pass --connectivity DIR "
-                        "(the folder of <scan>_connectivity.json files)")
-    return default
+    return resolve(args.connectivity, args.data_dir)
 
 
 def drop_filtered_languages(preds: list, split: Path, episodes: list, languages: list[str] | None) -> list:
@@ -127,20 +108,23 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("predictions", nargs="?", metavar="PREDS",
                    help="predictions file: R2R format (JSON list of instr_id + trajectory) or RxR format "
                         "(JSON lines of instruction_id + path, optionally .gz)")
-    p.add_argument("--agent", choices=("random", "stop", "shortest"), help="run a built-in baseline agent")
+    p.add_argument("--agent", choices=AGENTS, help="run a built-in baseline agent")
     p.add_argument("--checkpoint", metavar="CKPT", help="run a trained follower checkpoint")
     add_split_arguments(p)
-    p.add_argument("--features", metavar="H5", help="feature store for --checkpoint / --agent (optional for baselines)")
-    p.add_argument("--batch-size", type=int, default=64, help="episodes per batch for --agent/--checkpoint (default 64)")
+    p.add_argument("--features", metavar="H5", help="feature store for --checkpoint (default: the store it was "
+                   "trained with) or --agent (optional for baselines)")
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="episodes per batch for --agent/--checkpoint (default 64)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random agent (default 0)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N instructions of the split")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="only the first N instructions of the split")
     p.add_argument("--allow-missing", action="store_true",
                    help="score only the instructions present in PREDS instead of failing on missing ones")
     p.add_argument("--out", metavar="PREDS_OUT", help="write the agent's/checkpoint's predictions here "
                    "(R2R format; RxR format for .jsonl/.jsonl.gz)")
     p.add_argument("--report", metavar="DIR", help="write episodes.csv, summary.json and success plots to DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object with the averages")
-    p.set_defaults(func=run)
+    p.set_defaults(func=friendly_os_errors(run))
 
 
 def _load_episodes(args: argparse.Namespace, split: Path) -> list:
@@ -160,13 +144,20 @@ def run(args: argparse.Namespace) -> int:
     from vln_clip.eval.validation import validate_predictions
     from vln_clip.graph import GraphStore
 
+    from vln_clip.eval.inputs import check_split, follower_store
+
     sources = [x for x in (args.predictions, args.agent, args.checkpoint) if x]
     if len(sources) != 1:
         raise DataError("give exactly one of PREDS (a predictions file), --agent NAME or --checkpoint CKPT")
+    if args.report:
+        from vln_clip.eval.report import check_report_dir
+
+        check_report_dir(args.report)
     split = resolve_split(args)
     connectivity = resolve_connectivity(args)
     graphs = GraphStore(connectivity)
     episodes = _load_episodes(args, split)
+    check_split(episodes, graphs, split)
     if not all(ep.has_goal for ep in episodes):
         raise DataError(f"{split}: this split has no goals (a test split), so it cannot be scored; "
                         "use `vln-clip submit --check` to validate predictions for it")
@@ -193,7 +184,8 @@ def run(args: argparse.Namespace) -> int:
             predict = load_inference()
             if args.limit is not None:
                 raise DataError("--limit is not supported with --checkpoint; use a smaller split file")
-            rows = predict(args.checkpoint, str(split), str(connectivity), features=args.features,
+            store = follower_store(args.checkpoint, args.features)
+            rows = predict(args.checkpoint, str(split), str(connectivity), features=str(store) if store else None,
                            batch_size=args.batch_size)
             source = f"checkpoint {args.checkpoint}"
         preds = predictions_from_dicts(rows, source)
@@ -220,21 +212,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-RATES = ("success", "oracle_success", "spl", "ndtw", "sdtw", "cls")
-LABELS = {
-    "trajectory_length": "TL (m)", "nav_error": "NE (m)", "oracle_error": "oracle error (m)",
-    "success": "SR", "oracle_success": "OSR", "spl": "SPL", "ndtw": "nDTW", "sdtw": "SDTW", "cls": "CLS",
-}
-
-
 def _fmt(key: str, value: float) -> str:
-    return f"{100 * value:.1f}%" if key in RATES else f"{value:.2f}"
+    from vln_clip.eval.metrics import RATE_KEYS
+
+    return f"{100 * value:.1f}%" if key in RATE_KEYS else f"{value:.2f}"
 
 
 def print_table(summary: dict[str, Any], title: str = "") -> None:
     """A rich table: one row per metric, one column overall plus one per language (RxR)."""
     from rich.console import Console
     from rich.table import Table
+
+    from vln_clip.eval.metrics import LABELS
 
     langs = summary.get("by_language") or {}
     table = Table(title=title or None)

@@ -20,8 +20,10 @@ import numpy as np
 from vln_clip.geometry import view_angles
 from vln_clip.graph import NavGraph
 from vln_clip.io import atomic_path
+from vln_clip.rollout import ended_phrase
 
 from .images import encode_gif, encode_png
+from .safe import printable
 from .strips import view_strip
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ def topdown_image(result: "RolloutResult", graph: NavGraph, size: int = MAP_SIZE
     ep = result.episode
     last = result.trajectory[-1]
     return _draw(graph, ep, [t[0] for t in result.trajectory], last[1], size,
-                 f"{ep.instr_id}: {len(result.steps)} steps, ended by {result.ended_by}")
+                 f"{printable(ep.instr_id)}: {ended_phrase(result)}")
 
 
 def topdown_frames(result: "RolloutResult", graph: NavGraph, size: int = MAP_SIZE) -> list[np.ndarray]:

@@ -12,6 +12,10 @@ import html
 import math
 from typing import TYPE_CHECKING, Sequence
 
+from .safe import printable
+
+from vln_clip.rollout import ended_phrase
+
 if TYPE_CHECKING:
     from vln_clip.rollout import RolloutResult
 
@@ -34,6 +38,7 @@ def _instruction_html(tokens: Sequence[str], attention: Sequence[float] | None) 
     peak = max(weights) if weights else 0.0
     out = []
     for i, tok in enumerate(tokens):
+        tok = printable(tok)
         if i < len(weights) and peak > 0:
             level = weights[i] / peak
             out.append(f'<span class="tok" title="attention {weights[i]:.3f}" '
@@ -55,13 +60,13 @@ def rollout_html(result: "RolloutResult", topdown_png: bytes, gif: bytes | None 
                  strip_png: bytes | None = None, notes: Sequence[str] = ()) -> str:
     """The report as one HTML string; images are ``data:`` URIs, nothing is linked."""
     ep = result.episode
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rollout {html.escape(ep.instr_id)}</title>"
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>rollout {html.escape(printable(ep.instr_id))}</title>"
              f"<style>{STYLE}</style></head><body>"]
-    parts.append(f"<h1>Rollout of instruction {html.escape(ep.instr_id)} (scan {html.escape(ep.scan)})</h1>")
-    parts.append(f"<p class='meta'>ended by {html.escape(result.ended_by)} after {len(result.steps)} steps; "
+    parts.append(f"<h1>Rollout of instruction {html.escape(printable(ep.instr_id))} (scan {html.escape(printable(ep.scan))})</h1>")
+    parts.append(f"<p class='meta'>{html.escape(ended_phrase(result))}; "
                  f"actors: {html.escape(', '.join(sorted({s.actor for s in result.steps})) or '-')}</p>")
     for note in notes:
-        parts.append(f"<p class='meta'>{html.escape(note)}</p>")
+        parts.append(f"<p class='meta'>{html.escape(printable(note))}</p>")
     attention = _mean_attention(result)
     parts.append("<h2>Instruction</h2>")
     if attention:

@@ -50,14 +50,16 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def _run(args: argparse.Namespace) -> int:
+    import os
     import time
 
-    import torch
+    # One image at a time: more torch threads only contend (the pixels are the same either way).
+    # Set before the library (and with it torch) is imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     from vln_clip.io import read_json
     from vln_clip.synth.vl import DEFAULT_SIZES, VLConfig, generate_vl_world, parse_sizes, vl_statistics
 
-    torch.set_num_threads(1)  # one image at a time: more threads only contend (same pixels either way)
     cfg = VLConfig(seed=args.seed, images_per_house=args.images_per_house,
                    sizes=parse_sizes(args.sizes) if args.sizes else DEFAULT_SIZES, fov_deg=args.fov,
                    vqa_per_image=args.vqa_per_image, gqa_per_image=args.gqa_per_image,

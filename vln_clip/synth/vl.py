@@ -31,17 +31,31 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
 
+from vln_clip.datasets.coco import (CaptionImage, KarpathyImage, KarpathySentence, read_karpathy, write_captions,
+                                    write_karpathy)
+from vln_clip.datasets.gqa import GQAItem, GQAStep, read_gqa, write_gqa
+from vln_clip.datasets.lxmert import LXMERTItem, write_lxmert
+from vln_clip.datasets.snli_ve import SNLIVEItem, read_snli_ve, write_snli_ve
+from vln_clip.datasets.vqa import AnswerVocab, VQAItem, answer_histogram, read_vqa, write_vqa
 from vln_clip.errors import DataError
+from vln_clip.eval.vqa_accuracy import normalize_answer, vqa_accuracy
+from vln_clip.features.views import (ViewSpec, faces_to_strip, load_skybox, read_pano_rotations, render_skybox,
+                                     view_rays)
 from vln_clip.io import atomic_path, read_json, write_json
 
+from . import vl_language as lang
 from .render import RayCaster, Rects, build_scene
-from .world import (CEILING_HEIGHT, FLOOR_HEIGHT, Door, House, Room, SceneObject, Stairs, _parts, _wall_pieces)
+from .world import CEILING_HEIGHT, Door, House, Room, SceneObject, Stairs, _parts, _wall_pieces
 
 VL_GENERATOR_VERSION = "1.0"
 #: Image split <- navigation split of the house.
@@ -178,10 +192,8 @@ class Camera:
     vfov: float  # radians
 
     @property
-    def spec(self) -> "ViewSpec":  # noqa: F821
-        from vln_clip.features.views import ViewSpec
-
-        return ViewSpec(self.width, self.height, math.degrees(self.vfov))
+    def spec(self) -> ViewSpec:
+            return ViewSpec(self.width, self.height, math.degrees(self.vfov))
 
 
 def vfov_for(width: int, height: int, fov_deg: float) -> float:
@@ -194,8 +206,6 @@ def camera_rays(cam: Camera, long_side: int | None = None) -> np.ndarray:
     """World directions ``[h, w, 3]`` through ``cam``'s image: its pixel centres, or a coarser
     grid over the same frame with ``long_side`` rays across the longer side (the frame the
     image is sampled in, so ids and pixels line up)."""
-    from vln_clip.features.views import view_rays
-
     w, h = cam.width, cam.height
     if long_side is not None and max(w, h) > long_side:
         f = long_side / max(w, h)
@@ -387,10 +397,6 @@ def render_image(world_root: Path, cam: Camera, rotation: np.ndarray,
     """``[height, width, 3]`` uint8: the view of ``cam`` sampled from its panorama's skybox faces
     (bilinear, the lookup of :func:`vln_clip.features.views.render_skybox`; ``rotation`` is the
     panorama's pose rotation from the connectivity file)."""
-    import torch
-
-    from vln_clip.features.views import faces_to_strip, load_skybox, render_skybox, view_rays
-
     key = f"{cam.scan}/{cam.viewpoint}"
     strip = faces_cache.get(key) if faces_cache is not None else None
     if strip is None:
@@ -435,8 +441,6 @@ def _progress(total: int, desc: str, enabled: bool, unit: str = "img") -> Any:
     """A tqdm bar (it also prints when stdout is not a terminal: every 2 s at most)."""
     if not enabled:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit=unit, mininterval=2.0)
 
 
@@ -453,17 +457,6 @@ def generate_vl_world(world_dir: str | os.PathLike[str], out_dir: str | os.PathL
     Images already on disk from an interrupted run with the same parameters are kept (they
     are written atomically), so a rerun after a kill only renders what is missing.
     """
-    from PIL import Image
-
-    from vln_clip.datasets.coco import CaptionImage, KarpathyImage, KarpathySentence, write_captions, write_karpathy
-    from vln_clip.datasets.gqa import GQAItem, GQAStep, write_gqa
-    from vln_clip.datasets.lxmert import LXMERTItem, write_lxmert
-    from vln_clip.datasets.snli_ve import SNLIVEItem, write_snli_ve
-    from vln_clip.datasets.vqa import AnswerVocab, VQAItem, write_vqa
-    from vln_clip.features.views import read_pano_rotations
-
-    from . import vl_language as lang
-
     cfg = cfg or VLConfig()
     _check_config(cfg)
     world_dir, paths = Path(world_dir), VLPaths.at(out_dir)
@@ -683,14 +676,6 @@ def vl_statistics(vl_dir: str | os.PathLike[str], prior_from: str = "train", eva
     the most frequent (normalised) ``multiple_choice_answer`` of its ``question_type`` in
     ``prior_from``; a model that looks at the image has to beat it (and a question-only model).
     """
-    from collections import Counter
-
-    from vln_clip.datasets.coco import read_karpathy
-    from vln_clip.datasets.gqa import read_gqa
-    from vln_clip.datasets.snli_ve import read_snli_ve
-    from vln_clip.datasets.vqa import answer_histogram, read_vqa
-    from vln_clip.eval.vqa_accuracy import normalize_answer, vqa_accuracy
-
     paths = VLPaths.at(vl_dir)
     vqa = {s: read_vqa(paths.vqa_questions(s), paths.vqa_annotations(s)) for s in VL_SPLITS}
     out: dict[str, Any] = {"vqa": {}, "gqa": {}, "snli_ve": {}, "captions": {}}

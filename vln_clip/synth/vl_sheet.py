@@ -14,6 +14,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from PIL import Image, ImageDraw, ImageFont
+
+from vln_clip.datasets.coco import read_captions
+from vln_clip.datasets.gqa import read_gqa
+from vln_clip.datasets.snli_ve import read_snli_ve
+from vln_clip.datasets.vqa import read_vqa
 from vln_clip.io import atomic_path, read_json
 
 from .vl import VLPaths
@@ -22,13 +28,6 @@ from .vl import VLPaths
 def contact_sheet(vl_dir: str | os.PathLike[str], out_png: str | os.PathLike[str], split: str = "val",
                   count: int = 6, columns: int = 2, tile_width: int = 560) -> Path:
     """Write a PNG of ``count`` images of ``split`` (evenly spaced over the split) with their data."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    from vln_clip.datasets.coco import read_captions
-    from vln_clip.datasets.gqa import read_gqa
-    from vln_clip.datasets.snli_ve import read_snli_ve
-    from vln_clip.datasets.vqa import read_vqa
-
     paths = VLPaths.at(vl_dir)
     scenes: dict[str, Any] = read_json(paths.scenes, "synthetic V&L scene descriptions")
     caps = {im.image_key: im.captions for im in read_captions(paths.captions(split))}

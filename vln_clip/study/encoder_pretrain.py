@@ -206,6 +206,9 @@ class EncoderPretrainTask(Task):
         self.config = config
         self.model_cfg = model_config(config.arch)
         self.model_cfg["vision_cfg"]["image_size"] = config.image_size
+        # The contrastive arm calls CLIP's forward (DDP-safe; ClipLoss gathers features across
+        # ranks). The classification arm calls the visual tower alone, which a DDP wrapper hides.
+        self.supports_distributed = config.objective == "contrastive"
 
     def setup(self, ctx: TaskContext) -> None:
         c = self.config
@@ -250,7 +253,7 @@ class EncoderPretrainTask(Task):
             out = clip(x, self.tokenizer(texts).to(self.device))
             loss = self.loss(out["image_features"], out["text_features"], out["logit_scale"])
             return {"loss": loss, "logit_scale": out["logit_scale"].detach()}
-        pooled = self.module("clip").visual(x)
+        pooled = self.clip.visual(x)  # single process only (supports_distributed is False)
         rooms = self.train.rooms[idx].to(self.device)
         room_loss = F.cross_entropy(self.heads["room"](pooled), rooms, ignore_index=-1)
         obj_loss = F.binary_cross_entropy_with_logits(self.heads["objects"](pooled),

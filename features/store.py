@@ -55,10 +55,14 @@ def check_key(key: str, where: str | os.PathLike[str] = "feature store") -> str:
 def _extract_hint(kind: str, a: Mapping[str, Any]) -> str:
     """The command that makes a store with attributes ``a`` (shown when a store is refused)."""
     enc = a.get("encoder", "ENCODER")
-    weights = a.get("weights")
-    wflag = " --random-weights" if weights == "random" else (
-        f" --weights {str(weights).split(':', 1)[-1] if str(weights).startswith('file:') else str(weights).split(':')[0]}"
-        if weights else "")
+    weights = str(a.get("weights") or "")
+    tag, _, where = weights.partition(":")
+    if weights == "random":
+        wflag = " --random-weights"
+    elif weights and tag not in ("unknown", "tsv"):
+        wflag = f" --weights {where if tag == 'file' else tag}"
+    else:
+        wflag = ""
     if kind == "pano":
         return f"`vln-clip features extract --encoder {enc} --skybox-dir DIR --connectivity DIR --out NEW.h5{wflag}`"
     sides = ""

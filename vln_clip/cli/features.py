@@ -130,7 +130,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     g.add_argument("--crop", action=argparse.BooleanOptionalAction, default=None,
                    help="centre-crop to a --short-side square (CLIP's preprocessing; default: on with "
                         "--pooled, off for grids)")
-    g.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    g.add_argument("--batch-size", type=int, help="images per forward pass (default 8 on GPU, 1 on CPU, "
+                                                  "where batching was measured slower)")
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the rank's GPU if any)")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto = bf16 (fp16 without bf16 support) on GPU, fp32 on CPU")

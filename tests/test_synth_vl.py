@@ -365,3 +365,14 @@ def test_statistics_and_cli(world, vl, tmp_path, capsys):
     with pytest.raises(DataError, match="no-render"):
         bare = generate_world(tmp_path / "bare", seed=0, render=False, **TINY_WORLD)
         generate_vl_world(bare.root, tmp_path / "y", TINY_VL)
+
+
+def test_probe_is_deterministic_and_scored_officially(vl):
+    from vln_clip.synth.vl_probe import probe
+
+    a = probe(vl.root, epochs=3, hidden=32, train_split="train", eval_split="val")
+    b = probe(vl.root, epochs=3, hidden=32, train_split="train", eval_split="val")
+    assert a == b  # same seed, same data order: same numbers
+    for name in ("question_only", "question_and_image"):
+        assert 0.0 <= a[name]["accuracy"] <= 100.0 and set(a[name]["per_answer_type"]) <= {"yes/no", "number", "other"}
+    assert a["train_questions"] == len(_vqa(vl, "train")) and a["eval_questions"] == len(_vqa(vl, "val"))

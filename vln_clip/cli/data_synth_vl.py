@@ -44,6 +44,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="also write a PNG of some val images with their questions, answers and captions")
     p.add_argument("--stats", action="store_true",
                    help="print statistics: questions per type, answers, the question-type prior's VQA accuracy")
+    p.add_argument("--probe", action="store_true",
+                   help="also train two small MLPs (question only; question + 16x16 thumbnail) on train and print "
+                        "their VQA accuracy on val: is the VQA learnable from pixels? (about a minute of CPU)")
     p.add_argument("--force", action="store_true", help="regenerate even when DIR/vl_world.json matches")
     p.add_argument("--json", action="store_true", help="print the summary (and --stats) as one JSON object")
     p.set_defaults(func=_run)
@@ -74,6 +77,11 @@ def _run(args: argparse.Namespace) -> int:
 
         sheet = str(contact_sheet(paths.root, args.contact_sheet))
     stats = vl_statistics(paths.root) if args.stats else None
+    probed = None
+    if args.probe:
+        from vln_clip.synth.vl_probe import probe
+
+        probed = probe(paths.root)
     if args.json:
         out = {"out": str(paths.root), "seconds": round(elapsed, 2), "cached": not paths.timings,
                "counts": summary["counts"], "splits": summary["splits"]}
@@ -81,6 +89,8 @@ def _run(args: argparse.Namespace) -> int:
             out["contact_sheet"] = sheet
         if stats:
             out["stats"] = stats
+        if probed:
+            out["probe"] = probed
         print(json.dumps(out))
         return 0
     counts = summary["counts"]
@@ -100,4 +110,8 @@ def _run(args: argparse.Namespace) -> int:
         for split, s in stats["vqa"].items():
             if split in ("train", "val", "test"):
                 print(f"  {split:<5}  question types: " + ", ".join(f"{k} {v}" for k, v in s["question_types"].items()))
+    if probed:
+        print(f"  probe (VQA accuracy on val, {probed['epochs']} epochs): question only "
+              f"{probed['question_only']['accuracy']:.2f}%, question + {probed['thumbnail']} thumbnail "
+              f"{probed['question_and_image']['accuracy']:.2f}%")
     return 0

@@ -14,9 +14,9 @@ from typing import Sequence
 from vln_clip import __version__
 from vln_clip.errors import DataError, MissingResourceError
 
-from . import caption, data, demo, encoders, eval as eval_cmd, features, gradcam, pretrain, rollout, submit, train, vqa
+from . import caption, data, demo, encoders, eval as eval_cmd, features, gradcam, pretrain, rollout, study, submit, train, vqa
 
-JOBS = (data, features, train, eval_cmd, submit, rollout, vqa, caption, pretrain, encoders, gradcam, demo)
+JOBS = (data, features, train, eval_cmd, submit, rollout, vqa, caption, pretrain, encoders, study, gradcam, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

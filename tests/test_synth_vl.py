@@ -376,3 +376,26 @@ def test_probe_is_deterministic_and_scored_officially(vl):
     for name in ("question_only", "question_and_image"):
         assert 0.0 <= a[name]["accuracy"] <= 100.0 and set(a[name]["per_answer_type"]) <= {"yes/no", "number", "other"}
     assert a["train_questions"] == len(_vqa(vl, "train")) and a["eval_questions"] == len(_vqa(vl, "val"))
+
+
+def test_resume_after_interruption_renders_only_the_rest(world, vl, tmp_path, monkeypatch):
+    import vln_clip.synth.vl as vlmod
+
+    real = vlmod.render_image
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 7:
+            raise KeyboardInterrupt  # killed while rendering
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(vlmod, "render_image", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        generate_vl_world(world.root, tmp_path / "r", TINY_VL)
+    assert not (tmp_path / "r" / "vl_world.json").exists() and len(list((tmp_path / "r" / "images").iterdir())) == 7
+    calls["n"] = -10_000
+    done = generate_vl_world(world.root, tmp_path / "r", TINY_VL)
+    total = len(json.loads(vl.scenes.read_text()))
+    assert calls["n"] == -10_000 + total - 7  # the seven finished images were kept
+    assert _tree_hash(done.root) == _tree_hash(vl.root)

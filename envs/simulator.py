@@ -61,6 +61,30 @@ class SimState:
     depth: Any = None
 
 
+#: MatterSim::Simulator's defaults (Matterport3DSimulator, src/lib/MatterSim.cpp): the navigation
+#: graphs and the skyboxes are looked up relative to the working directory, the camera is
+#: 320x240 with a 0.8 rad vertical field of view, rendering is on, depth and preloading off.
+#: ($MATTERPORT_DATA_DIR is not read by MatterSim itself: its Docker setup mounts that folder
+#: at ./data/v1/scans, which is where the default points.)
+MATTERSIM_DEFAULTS: dict[str, Any] = {
+    "nav_graph_path": "./connectivity",
+    "dataset_path": "./data/v1/scans/",
+    "width": 320,
+    "height": 240,
+    "vfov": 0.8,
+    "min_elevation": -0.94,
+    "max_elevation": 0.94,
+    "rendering": True,
+    "discretized": False,
+    "restricted": True,
+    "preloading": False,
+    "depth": False,
+    "batch_size": 1,
+    "cache_size": 200,
+    "seed": 1,
+}
+
+
 class Simulator:
     """Batched MatterSim-compatible simulator over connectivity graphs.
 
@@ -69,19 +93,21 @@ class Simulator:
     """
 
     def __init__(self) -> None:
-        self.nav_graph_path: str | None = os.environ.get("MATTERPORT_CONNECTIVITY")
-        self.dataset_path: str | None = None
-        self.rendering = False
-        self.depth = False
-        self.preloading = False
-        self.width, self.height = 640, 480
-        self.vfov = math.radians(60)
-        self.discretized = False
-        self.batch_size = 1
-        self.min_elevation, self.max_elevation = -0.94, 0.94
-        self.restricted = True
-        self.seed = 10
-        self.cache_size = 200
+        # Every default is MatterSim::Simulator's (src/lib/MatterSim.cpp, constructor initialiser
+        # list), so a script written for MatterSim behaves the same without its set* calls.
+        self.nav_graph_path: str = MATTERSIM_DEFAULTS["nav_graph_path"]
+        self.dataset_path: str = MATTERSIM_DEFAULTS["dataset_path"]
+        self.rendering = MATTERSIM_DEFAULTS["rendering"]
+        self.depth = MATTERSIM_DEFAULTS["depth"]
+        self.preloading = MATTERSIM_DEFAULTS["preloading"]
+        self.width, self.height = MATTERSIM_DEFAULTS["width"], MATTERSIM_DEFAULTS["height"]
+        self.vfov = MATTERSIM_DEFAULTS["vfov"]
+        self.discretized = MATTERSIM_DEFAULTS["discretized"]
+        self.batch_size = MATTERSIM_DEFAULTS["batch_size"]
+        self.min_elevation, self.max_elevation = MATTERSIM_DEFAULTS["min_elevation"], MATTERSIM_DEFAULTS["max_elevation"]
+        self.restricted = MATTERSIM_DEFAULTS["restricted"]
+        self.seed = MATTERSIM_DEFAULTS["seed"]
+        self.cache_size = MATTERSIM_DEFAULTS["cache_size"]
         self.initialized = False
         self._graphs: GraphStore | None = None
         self._states: list[SimState] = []
@@ -121,9 +147,12 @@ class Simulator:
     def setRestrictedNavigation(self, value: bool) -> None:
         self.restricted = bool(value)
 
-    def setRandomSeed(self, seed: int) -> None:
+    def setSeed(self, seed: int) -> None:
+        """MatterSim's name; :meth:`setRandomSeed` is kept for older scripts."""
         self.seed = int(seed)
         self._rng = random.Random(self.seed)
+
+    setRandomSeed = setSeed
 
     def setElevationLimits(self, min_elevation: float, max_elevation: float) -> bool:
         if -math.pi / 2 < min_elevation < 0.0 < max_elevation < math.pi / 2:
@@ -147,9 +176,10 @@ class Simulator:
             from vln_clip.features.views import SkyboxCamera
 
             self._camera = SkyboxCamera(self.dataset_path, self.nav_graph_path, self.width, self.height, self.vfov)
-        if not self.nav_graph_path:
-            raise DataError("setNavGraphPath(DIR) must be called before initialize(): DIR holds "
-                            "<scan>_connectivity.json files")
+        if not os.path.isdir(self.nav_graph_path):
+            raise DataError(f"navigation graph path {self.nav_graph_path!r} is not a folder (MatterSim's default is "
+                            "./connectivity in the working directory): call setNavGraphPath(DIR) with the folder "
+                            "of <scan>_connectivity.json files")
         self._graphs = GraphStore(self.nav_graph_path)
         self.initialized = True
 

@@ -25,6 +25,7 @@ from vln_clip.graph import GraphStore
 def _sim(root: Path, batch: int = 1) -> Simulator:
     sim = Simulator()
     sim.setNavGraphPath(str(root))
+    sim.setRenderingEnabled(False)  # MatterSim renders by default; these tests use the graphs only
     sim.setCameraResolution(640, 480)
     sim.setCameraVFOV(math.radians(60))
     sim.setDiscretizedViewingAngles(True)
@@ -322,14 +323,16 @@ def test_shortest_agent_reaches_goals_on_real_sample(shared_connectivity: Path, 
 
 
 def test_feature_entry_with_wrong_width_is_reported(tmp_path: Path) -> None:
+    import h5py
+
     from vln_clip.envs import BatchedNavEnv
-    from vln_clip.features.store import FeatureWriter
 
     vps, train, _ = two_scan_world(tmp_path)
     path = write_features(tmp_path / "f.h5", vps, dim=8)
     bad_vp = vps["lineScan"][0]
-    with FeatureWriter(path, 8, {"encoder": "test"}) as w:
-        w.write("lineScan", bad_vp, np.zeros((36, 6), dtype=np.float32))
+    with h5py.File(path, "a") as h5:  # a damaged file: the store's writer itself refuses the wrong width
+        del h5[f"lineScan_{bad_vp}"]
+        h5[f"lineScan_{bad_vp}"] = np.zeros((36, 6), dtype=np.float16)
     env = NavEnv(tmp_path / "connectivity", train, path)
     with pytest.raises(DataError, match=f"lineScan_{bad_vp} has shape \\(36, 6\\), expected \\(36, 8\\)"):
         env.reset(options={"instr_id": "1_0"})

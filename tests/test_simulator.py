@@ -9,6 +9,7 @@ import pytest
 
 from helpers import write_connectivity
 from vln_clip.envs import Simulator
+from vln_clip.errors import DataError
 from vln_clip.graph import GraphStore
 
 DEG = math.pi / 180
@@ -107,3 +108,57 @@ def test_real_graph_headings_cover_neighbours(shared_connectivity: Path) -> None
     sim.newEpisode(["17DRP5sb8fy"] * 12, [vp] * 12, [k * 30 * DEG for k in range(12)], [0.0] * 12)
     seen = {v.viewpointId for s in sim.getState() for v in s.navigableLocations[1:]}
     assert seen == set(g.neighbors(vp))
+
+
+# ----------------------------------------------------------------------------------------
+# MatterSim::Simulator's defaults (src/lib/MatterSim.cpp constructor), one test each
+
+
+@pytest.mark.parametrize("attribute, expected", [
+    ("nav_graph_path", "./connectivity"),
+    ("dataset_path", "./data/v1/scans/"),
+    ("width", 320),
+    ("height", 240),
+    ("vfov", 0.8),
+    ("min_elevation", -0.94),
+    ("max_elevation", 0.94),
+    ("batch_size", 1),
+    ("preloading", False),
+    ("depth", False),
+    ("rendering", True),
+    ("discretized", False),
+    ("restricted", True),
+    ("cache_size", 200),
+    ("seed", 1),
+])
+def test_defaults_equal_mattersim(attribute: str, expected: object) -> None:
+    assert getattr(Simulator(), attribute) == expected
+
+
+def test_default_graph_path_is_connectivity_in_the_working_directory(tmp_path: Path, monkeypatch) -> None:
+    ids = _star(tmp_path / "connectivity")
+    monkeypatch.chdir(tmp_path)
+    sim = Simulator()  # no setNavGraphPath, as in scripts written for MatterSim
+    sim.setRenderingEnabled(False)
+    sim.setDiscretizedViewingAngles(True)
+    sim.initialize()
+    sim.newEpisode(["star"], [ids[0]], [0.0], [0.0])
+    assert sim.getState()[0].location.viewpointId == ids[0]
+    # the default 320x240 camera at VFOV 0.8 rad sees HFOV/2 = 0.533 rad = 30.6 deg either side:
+    # straight ahead (0, 2) is visible, (1, 2) at 26.6 deg too, (2, 0) at 90 deg is not
+    seen = {v.viewpointId for v in sim.getState()[0].navigableLocations[1:]}
+    assert seen == {ids[1], ids[2]}
+
+
+def test_missing_default_graph_path_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    sim = Simulator()
+    sim.setRenderingEnabled(False)
+    with pytest.raises(DataError, match=r"'./connectivity' is not a folder .*setNavGraphPath"):
+        sim.initialize()
+
+
+def test_set_seed_is_mattersims_name() -> None:
+    sim = Simulator()
+    sim.setSeed(7)
+    assert sim.seed == 7

@@ -19,7 +19,7 @@ from vln_clip.vqa.baselines import PriorBaseline
 from vln_clip.vqa.models import build_model, model_config
 from vln_clip.vqa.predict import PredictConfig, check_submission, predict_vqa
 from vln_clip.vqa.text import encode_question, read_glove, vqa_tokenize
-from vln_clip.vqa.training import VQATrainConfig, train_prior, train_vqa
+from vln_clip.vqa.training import VQATrainConfig, train_vqa
 
 
 @pytest.fixture(autouse=True, scope="module")

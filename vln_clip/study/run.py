@@ -68,10 +68,11 @@ class Budget:
     caption_iters: int
     caption_preset: str
     eval_every: int
+    vln_eval_limit: int | None = None  # validation episodes during VLN training (None = all)
 
 
 BUDGETS: dict[str, Budget] = {
-    "test": Budget(12, 16, 64, 64, 96, 12, 8, 12, "tiny", 12, "tiny", 6),
+    "test": Budget(12, 16, 64, 64, 96, 12, 8, 12, "tiny", 12, "tiny", 6, vln_eval_limit=16),
     "small": Budget(1500, 64, 128, 128, 224, 1500, 32, 1500, "tiny", 1500, "tiny", 250),
     "full": Budget(20000, 256, 224, 384, 640, 20000, 64, 20000, "small", 20000, "recipe", 1000),
 }
@@ -204,7 +205,8 @@ def plan(cfg: StudyConfig) -> list[Stage]:
                 "train", "--dataset", "synthetic", "--data-dir", str(L.world), "--features", str(L.pano(arm)),
                 "--encoder", str(enc), "--no-rl", "--iters", str(b.vln_iters), "--batch-size", str(b.vln_batch),
                 "--eval-every", str(b.eval_every), "--save-every", str(b.eval_every), "--seed", str(cfg.seed),
-                "--out", str(run), "--no-progress", *threads], resume_file=run / "last.pt"))
+                "--out", str(run), "--no-progress", *threads,
+                *(["--limit", str(b.vln_eval_limit)] if b.vln_eval_limit else [])], resume_file=run / "last.pt"))
             stages.append(Stage(f"vln-eval-{arm}", [
                 "eval", "--checkpoint", str(run / "best.pt"), "--split", "val_unseen", "--data-dir", str(L.world),
                 "--features", str(L.pano(arm)), "--out", str(L.preds("vln", arm)), "--report",

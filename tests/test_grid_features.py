@@ -274,6 +274,24 @@ def test_torchrun_shards_build_the_same_store(images, reference, tmp_path, monke
             np.testing.assert_allclose(store.get_item(k), feats[k].astype(np.float32), rtol=2e-3, atol=2e-3)
 
 
+def test_rank0_gives_up_on_a_dead_rank_and_the_rerun_finishes(images, reference, tmp_path, monkeypatch):
+    out = tmp_path / "dead.h5"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("VLN_CLIP_RANK_STALL_S", "0.2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(DataError, match="rank\\(s\\) 1 of 2 wrote nothing"):
+        run(images, out)  # rank 1 never started: rank 0 does not wait forever
+    assert not out.exists() and len(list(journal_dir(out).glob("part-*.npz"))) == 3  # its 3 batches kept
+    for rank, todo in (("1", 3), ("0", None)):
+        monkeypatch.setenv("RANK", rank)
+        seen: list[int] = []
+        run(images, out, on_batch=seen.append)
+        assert (seen[-1] if seen else None) == todo  # rank 0 has nothing left to do
+    feats, _ = reference
+    with FeatureStore(out) as store:
+        assert sorted(store.keys()) == sorted(feats)
+
+
 def test_pooled_mode(images, tmp_path):
     out = tmp_path / "pooled.h5"
     rule = ResolutionRule(64, None, crop=True)

@@ -258,6 +258,7 @@ def test_simulator_renders_bgr_frames_from_skyboxes(world):
     sim.setNavGraphPath(str(conn))
     sim.setDatasetPath(str(sky))
     sim.setCameraResolution(32, 24)
+    sim.setCameraVFOV(math.radians(60))  # ViewSpec's; MatterSim's default is 0.8 rad
     sim.setDiscretizedViewingAngles(True)
     sim.setRenderingEnabled(True)
     sim.initialize()

@@ -14,7 +14,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p = add_parser(sub, "data", "navigation graphs and episode data",
                    ["vln-clip data stats --connectivity connectivity/ --json",
                     "vln-clip data synth --out data/synthetic --houses 6 --seed 0",
-                    "vln-clip data aug-paths --connectivity DIR --splits R2R_train.json --out aug_paths.json"])
+                    "vln-clip data aug-paths --connectivity DIR --scans-from R2R_train.json --out aug_paths.json"])
     dsub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
     s = add_parser(dsub, "stats", "count scans, viewpoints, undirected edges and mean degree",
                    ["vln-clip data stats --connectivity ../shared/data/matterport/connectivity",

@@ -80,7 +80,8 @@ def _run(name: str, args: argparse.Namespace) -> dict[str, Any]:
     else:
         family = args.question_only_model if name == "question_only" else name
         cfg = VQATrainConfig(features=None if name == "question_only" else args.features, model=family,
-                             preset=args.preset, question_only=name == "question_only", **common)
+                             preset=args.preset, question_only=name == "question_only",
+                             feature_norm=args.feature_norm, **common)
         loop = LoopConfig(out_dir=str(out), epochs=args.epochs, eval_every=0, save_every=0, log_every=50,
                           seed=args.seed, progress="plain", resume=True if (out / "last.pt").exists() else None)
         fit = train_vqa(cfg, loop)
@@ -90,6 +91,7 @@ def _run(name: str, args: argparse.Namespace) -> dict[str, Any]:
         metrics = load_checkpoint(fit.best_checkpoint)["metrics"] if fit.best_checkpoint else fit.metrics
         step = fit.step
     return {"run": name, "features": None if name in ("prior", "question_only") else args.features,
+            "feature_norm": args.feature_norm,
             "preset": args.preset, "epochs": args.epochs, "updates": step, "metrics": metrics,
             "seconds": time.perf_counter() - t0, "load_start": load0, "load_end": os.getloadavg()[0]}
 
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--answer-min-count", type=int, default=9)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--feature-norm", default="standardize", choices=("none", "standardize"))
     t = sub.add_parser("table", help="Markdown table of results.json files")
     t.add_argument("results", nargs="+")
     args = p.parse_args(argv)

@@ -174,6 +174,25 @@ def test_padding_does_not_change_answers() -> None:
         assert patt[..., 6:].abs().max() == 0
 
 
+def test_grid_bank_pads_and_standardizes(world: tuple[Path, Path]) -> None:
+    from vln_clip.features.store import FeatureStore
+    from vln_clip.vqa.data import GridBank
+
+    _, store = world
+    keys = [coco_image_key("synth", i) for i in (1, 2, 3)]
+    bank = GridBank(FeatureStore(store), keys)
+    grid, mask = bank.batch(keys)
+    assert grid.shape == (3, 12, DIM) and mask.sum(1).tolist() == [12, 12, 10]
+    cells = np.concatenate([toy_grid(i).reshape(-1, DIM).astype(np.float16).astype(np.float64) for i in (1, 2, 3)])
+    mean, std = bank.channel_stats()
+    np.testing.assert_allclose(mean.numpy(), cells.mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std.numpy(), cells.std(0), rtol=1e-4, atol=1e-6)
+    bank.standardize(mean, std)
+    z, _ = bank.batch(keys)
+    np.testing.assert_allclose(z[mask].mean(0).numpy(), 0, atol=1e-5)
+    assert z[~mask].abs().max() == 0  # padding stays zero
+
+
 def test_resume_is_bit_exact(world: tuple[Path, Path], tmp_path: Path) -> None:
     data, store = world
     cfg = VQATrainConfig(data=str(data), features=str(store), model="mcan", preset="tiny", answer_min_count=1,

@@ -50,6 +50,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     t.add_argument("--answer-min-count", type=int, default=9,
                    help="keep answers that are the consensus of >= N training questions (default 9, as BUTD)")
     t.add_argument("--soft-score", choices=("mmf", "butd"), default="mmf")
+    t.add_argument("--feature-norm", choices=("none", "standardize"), default="none",
+                   help="standardize: per-channel mean/std of the training cells (for features of unusual "
+                        "scale, e.g. random-weight encoders); stored in the checkpoint")
     t.add_argument("--word-vectors", help="GloVe text file (e.g. glove.6B.300d.txt) to initialise the word "
                                           "embeddings (default: learned from scratch)")
     t.add_argument("--embed-dim", type=int, help="word embedding size (must match --word-vectors)")
@@ -145,7 +148,8 @@ def _train(args: argparse.Namespace) -> int:
             question_only=args.question_only, train_split=args.train_split, val_split=args.val_split,
             answer_min_count=args.answer_min_count, soft_score=args.soft_score, word_vectors=args.word_vectors,
             embed_dim=args.embed_dim, dropout=args.dropout, batch_size=args.batch_size, lr=args.lr,
-            grad_clip=args.grad_clip, max_train=args.max_train, max_val=args.max_val)
+            grad_clip=args.grad_clip, feature_norm=args.feature_norm, max_train=args.max_train,
+            max_val=args.max_val)
         cfg.validate()
         if cfg.model == "prior":
             res = train_prior(cfg, args.out)

@@ -66,6 +66,8 @@ class GridBank:
     def __init__(self, store: Any, keys: Sequence[str], preload: bool | None = None,
                  path: str = "feature store") -> None:
         self.store = store
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
         self.keys = list(dict.fromkeys(keys))
         self.index = {k: i for i, k in enumerate(self.keys)}
         self.path = path
@@ -88,6 +90,29 @@ class GridBank:
                 g = store.get_item(k, dtype=np.float16)
                 self._grids.append(torch.from_numpy(np.ascontiguousarray(g.reshape(-1, self.dim))))
 
+    def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and standard deviation over every cell of this bank (float64 sums).
+
+        Channels that never vary get std 1, so standardising leaves them at zero.
+        """
+        total = torch.zeros(self.dim, dtype=torch.float64)
+        sq = torch.zeros(self.dim, dtype=torch.float64)
+        n = 0
+        for k in self.keys:
+            g = self._grids[self.index[k]].double() if self.preloaded else \
+                torch.from_numpy(self.store.get_item(k).reshape(-1, self.dim)).double()
+            total += g.sum(0)
+            sq += (g * g).sum(0)
+            n += g.shape[0]
+        mean = total / n
+        std = (sq / n - mean * mean).clamp_min(0).sqrt()
+        std[std < 1e-8] = 1.0
+        return mean.float(), std.float()
+
+    def standardize(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Serve ``(cell - mean) / std`` from now on (padding stays zero)."""
+        self.mean, self.std = mean.float(), std.float()
+
     def grid_shape(self, key: str) -> tuple[int, int]:
         """``(h, w)`` of one image's grid."""
         return self.shapes[self.index[key]]  # type: ignore[return-value]
@@ -96,14 +121,17 @@ class GridBank:
         """``grid [B, Nmax, C]`` float32 (zeros past each image's cells) and ``mask [B, Nmax]`` bool."""
         if not self.preloaded:
             b = self.store.get_many(list(keys))
-            return torch.from_numpy(b.features).to(device), torch.from_numpy(b.mask).to(device)
-        grids = [self._grids[self.index[k]] for k in keys]
-        n = max(g.shape[0] for g in grids)
-        out = torch.zeros(len(grids), n, self.dim, dtype=torch.float32)
-        mask = torch.zeros(len(grids), n, dtype=torch.bool)
-        for i, g in enumerate(grids):
-            out[i, : g.shape[0]] = g.float()
-            mask[i, : g.shape[0]] = True
+            out, mask = torch.from_numpy(b.features), torch.from_numpy(b.mask)
+        else:
+            grids = [self._grids[self.index[k]] for k in keys]
+            n = max(g.shape[0] for g in grids)
+            out = torch.zeros(len(grids), n, self.dim, dtype=torch.float32)
+            mask = torch.zeros(len(grids), n, dtype=torch.bool)
+            for i, g in enumerate(grids):
+                out[i, : g.shape[0]] = g.float()
+                mask[i, : g.shape[0]] = True
+        if self.mean is not None and self.std is not None:
+            out = (out - self.mean) / self.std * mask.unsqueeze(-1)
         return out.to(device), mask.to(device)
 
 

@@ -80,6 +80,8 @@ def _model_answers(loaded: LoadedModel, items: Sequence[VQAItem], cfg: PredictCo
         store = open_grid_store(cfg.features)
         check_store_matches(loaded.features, loaded.feat_dim, store)
         bank = GridBank(store, split.image_keys, path=cfg.features)
+        if loaded.feature_stats is not None:
+            bank.standardize(*loaded.feature_stats)
     want_att = bool(cfg.attention_png) and bank is not None
     logits, atts = predict_logits(loaded.model, split, bank, device, cfg.batch_size, want_attention=want_att)
     best = logits.argmax(-1).tolist()

@@ -47,6 +47,7 @@ from .text import build_question_vocab, read_glove
 TASK_KIND = "vqa"
 PRIOR_KIND = "vqa-prior"
 MODEL_CHOICES = ("pythia", "mcan", "prior")
+FEATURE_NORMS = ("none", "standardize")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,11 @@ class VQATrainConfig:
 
     ``None`` fields take the recipe's value (see :data:`RECIPES`). ``question_only`` trains the
     same family without the image (no feature store needed). ``max_train`` / ``max_val`` keep the
-    first questions of a split (smoke tests).
+    first questions of a split (smoke tests). ``feature_norm="standardize"`` subtracts the
+    per-channel mean of the training cells and divides by their standard deviation (stored in
+    the checkpoint and applied again by ``predict``): the published recipes feed raw features,
+    but features of unusual scale (random-weight encoders: std ~1e-3) otherwise leave the input
+    projections' biases dominating for many epochs.
     """
 
     data: str = "data/vl"
@@ -108,6 +113,7 @@ class VQATrainConfig:
     batch_size: int | None = None
     lr: float | None = None
     grad_clip: float | None = None
+    feature_norm: str = "none"  # "none" | "standardize" (per channel, training-cell statistics)
     eval_batch_size: int = 256
     preload: bool | None = None
     max_train: int | None = None
@@ -125,6 +131,8 @@ class VQATrainConfig:
     def validate(self) -> None:
         if self.model not in MODEL_CHOICES:
             raise DataError(f"--model {self.model!r}: choose one of {', '.join(MODEL_CHOICES)}")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise DataError(f"--feature-norm {self.feature_norm!r}: choose one of {', '.join(FEATURE_NORMS)}")
         if self.model != "prior" and not self.question_only and not self.features:
             raise DataError("--features FILE.h5 is required (grid features from `vln-clip features grid`); "
                             "pass --question-only to train without the image")
@@ -207,6 +215,7 @@ class VQATask(Task):
         self.train = encode_split(train_items, self.qvocab, self.answers, c.soft_score)
         self.val = encode_split(val_items, self.qvocab, None)
         self.feature_meta: dict[str, str] = {}
+        self.feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None
         self.train_bank = self.val_bank = None
         feat_dim = 1
         if not c.question_only:
@@ -215,6 +224,10 @@ class VQATask(Task):
             self.train_bank = GridBank(store, self.train.image_keys, c.preload, str(c.features))
             self.val_bank = GridBank(store, self.val.image_keys, c.preload, str(c.features))
             feat_dim = self.train_bank.dim
+            if c.feature_norm == "standardize":
+                self.feature_stats = self.train_bank.channel_stats()
+                self.train_bank.standardize(*self.feature_stats)
+                self.val_bank.standardize(*self.feature_stats)
         self.feat_dim = feat_dim
         overrides = {"question_only": c.question_only, "embed_dim": c.embed_dim, "dropout": c.dropout}
         self.model_cfg = model_config(c.model, c.preset, **overrides)
@@ -277,6 +290,7 @@ class VQATask(Task):
         return {"question_vocab": list(self.qvocab.itos), "answers": list(self.answers.answers),
                 "answer_counts": self.answers.counts, "feat_dim": self.feat_dim,
                 "features": dict(self.feature_meta), "model_family": self.config.model,
+                "feature_stats": None if self.feature_stats is None else [t.clone() for t in self.feature_stats],
                 "model_config": dataclasses.asdict(self.model_cfg), "recipe": dataclasses.asdict(self.recipe)}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -352,6 +366,7 @@ class LoadedModel:
     features: dict[str, str]
     question_only: bool
     feat_dim: int = 0
+    feature_stats: tuple[torch.Tensor, torch.Tensor] | None = None
     prior: PriorBaseline | None = None
 
 
@@ -368,4 +383,5 @@ def load_vqa_checkpoint(path: str | Path, device: str | torch.device = "cpu") ->
     model.load_state_dict(ckpt["models"]["vqa"])
     model.to(device).eval()
     return LoadedModel(family, model, qvocab, list(extra["answers"]), dict(extra.get("features") or {}),
-                       bool(cfg.question_only), int(extra["feat_dim"]))
+                       bool(cfg.question_only), int(extra["feat_dim"]),
+                       tuple(extra["feature_stats"]) if extra.get("feature_stats") else None)  # type: ignore[arg-type]

@@ -182,6 +182,9 @@ def test_wordpiece_trained_saved_reloaded(tmp_path: Path) -> None:
     (ids, words), = again.encode(["What colour is the box?"], 20)
     assert ids[0] == again.cls_id and ids[-1] == again.sep_id and words[0] == -1 == words[-1]
     assert again.encode(["a red box"], 20) == tok.encode(["a red box"], 20)
+    twice = train_wordpiece(["a red box on grey", "what color is the box ?"] * 5, tmp_path / "b", vocab_size=120,
+                            min_frequency=1)
+    assert twice.vocab_path.read_bytes() == tok.vocab_path.read_bytes()  # one vocabulary per corpus
     (tmp_path / "bad.txt").write_text("a\nb\n")
     with pytest.raises(DataError, match="special tokens"):
         WordPieceTokenizer(tmp_path / "bad.txt")

@@ -89,7 +89,11 @@ def train_wordpiece(texts: Iterable[str], out_dir: str | os.PathLike[str], vocab
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-        written = Path(tok.save_model(tmp)[0])
-        with atomic_path(out_dir / VOCAB_FILE) as dest:
-            shutil.copyfile(written, dest)
+        learned = Path(tok.save_model(tmp)[0]).read_text(encoding="utf-8").splitlines()
+    # The trainer's token order varies between runs (its alphabet comes out of a hash map), while
+    # WordPiece tokenization depends only on the *set* of pieces: the specials first, then the
+    # pieces sorted, gives one vocabulary (and one id per piece) per corpus.
+    rest = sorted(set(learned) - set(SPECIAL_TOKENS))
+    with atomic_path(out_dir / VOCAB_FILE) as dest:
+        dest.write_text("\n".join(list(SPECIAL_TOKENS) + rest) + "\n", encoding="utf-8")
     return WordPieceTokenizer(out_dir / VOCAB_FILE)

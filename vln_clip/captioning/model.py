@@ -6,8 +6,13 @@ CLIP-ViL captioning experiments build on): 6 encoder and 6 decoder layers, d_mod
 
 Architecture, and why:
 
-* Grid cells are projected ``Linear -> ReLU -> Dropout`` to d_model (self-critical's
-  ``att_embed``), plus learned row and column embeddings: unlike a bag of detector regions,
+* Grid cells are LayerNorm-ed over their channels, then projected ``Linear -> ReLU ->
+  Dropout`` to d_model (self-critical's ``att_embed``; its ``use_bn`` option normalises the
+  input the same way). The normalisation makes the model indifferent to the feature scale:
+  random-weight encoders give cells of standard deviation about 1e-3, which a default-init
+  projection turns into a signal a thousand times weaker than the position embeddings (the
+  first synthetic XE run, without it, learned a language model that ignored the image:
+  docs/captioning.md). Plus learned row and column embeddings: unlike a bag of detector regions,
   a grid has a layout, and the store gives each item's ``(H', W')``. Padded cells (images of
   other aspect ratios in one batch) are masked out of every attention.
 * Pre-norm layers (LayerNorm before each sub-layer, a final LayerNorm), as the Annotated
@@ -88,7 +93,8 @@ class TransformerCaptioner(nn.Module):
             raise ValueError("CaptionerConfig.vocab_size must be set from the vocabulary")
         self.cfg = cfg
         d = cfg.d_model
-        self.feat_proj = nn.Sequential(nn.Linear(cfg.feat_dim, d), nn.ReLU(), nn.Dropout(cfg.dropout))
+        self.feat_proj = nn.Sequential(nn.LayerNorm(cfg.feat_dim), nn.Linear(cfg.feat_dim, d), nn.ReLU(),
+                                       nn.Dropout(cfg.dropout))
         self.row_embed = nn.Embedding(cfg.max_grid, d)
         self.col_embed = nn.Embedding(cfg.max_grid, d)
         enc_layer = nn.TransformerEncoderLayer(d, cfg.heads, cfg.ff_dim, cfg.dropout, batch_first=True, norm_first=True)

@@ -5,6 +5,9 @@
   the cell (from ``DIR/scenes.json``), plus the room type in every cell. No pixels, no CLIP: what
   a perfect encoder could tell the VQA models; it separates "the model cannot learn the task"
   from "the features carry too little".
+* ``probe``: linear probe (softmax regression on the mean-pooled, standardised grid) of each
+  store for the room type and the colour of the first object of every image (train images ->
+  val images), next to the majority class: do the features carry what the questions ask?
 * ``suite``: train and validate the prior, the question-only model and both models on one
   store, in one process (one torch thread), and write ``OUT/results.json`` with the official
   accuracy per answer type and the wall time of each run; ``--only`` picks runs.
@@ -63,6 +66,43 @@ def oracle_grid_features(data: Path, out: Path, cells: int = ORACLE_CELLS) -> Pa
                 grid[r0:r1, c0:c1, off_c + colours.index(o["colour"])] = 1.0
             w.write_item(key, grid)
     os.replace(tmp, out)
+    return out
+
+
+def probe(data: Path, store_path: str, steps: int = 300) -> dict[str, dict[str, float]]:
+    """Val accuracy (%) of a linear probe and of the majority class, per target (see module docstring)."""
+    from collections import Counter
+
+    import torch
+
+    from vln_clip.features.store import FeatureStore
+
+    scenes = json.loads((data / "scenes.json").read_text())
+    store = FeatureStore(store_path)
+    keys = {sp: [k for k, sc in sorted(scenes.items()) if sc["split"] == sp and k in store] for sp in ("train", "val")}
+    feats = {sp: torch.tensor(np.stack([store.get_item(k).reshape(-1, store.dim).mean(0) for k in ks]))
+             for sp, ks in keys.items()}
+    mu, sd = feats["train"].mean(0), feats["train"].std(0) + 1e-6
+    targets = {"room": lambda sc: sc["room"]["type"],
+               "first_object_colour": lambda sc: sc["objects"][0]["colour"] if sc["objects"] else "none"}
+    out = {}
+    for name, fn in targets.items():
+        labels = {sp: [fn(scenes[k]) for k in ks] for sp, ks in keys.items()}
+        classes = sorted(set(labels["train"]))
+        y = torch.tensor([classes.index(v) for v in labels["train"]])
+        x = (feats["train"] - mu) / sd
+        w = torch.zeros(x.shape[1], len(classes), requires_grad=True)
+        b = torch.zeros(len(classes), requires_grad=True)
+        opt = torch.optim.Adam([w, b], lr=1e-2)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(x @ w + b, y) + 1e-3 * (w * w).sum()
+            loss.backward()
+            opt.step()
+        pred = (((feats["val"] - mu) / sd) @ w + b).argmax(1).tolist()
+        acc = float(np.mean([classes[p] == t for p, t in zip(pred, labels["val"])]))
+        majority = Counter(labels["train"]).most_common(1)[0][0]
+        out[name] = {"probe": 100 * acc, "majority": 100 * float(np.mean([t == majority for t in labels["val"]]))}
     return out
 
 
@@ -148,11 +188,20 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--answer-min-count", type=int, default=9)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--feature-norm", default="standardize", choices=("none", "standardize"))
+    pb = sub.add_parser("probe", help="linear probe of stores for room type / object colour")
+    pb.add_argument("--data", required=True, type=Path)
+    pb.add_argument("stores", nargs="+")
     t = sub.add_parser("table", help="Markdown table of results.json files")
     t.add_argument("results", nargs="+")
     args = p.parse_args(argv)
     if args.cmd == "oracle":
         print(oracle_grid_features(args.data, args.out, args.cells))
+    elif args.cmd == "probe":
+        import torch
+
+        torch.set_num_threads(1)
+        for st in args.stores:
+            print(json.dumps({"store": st, **probe(args.data, st)}))
     elif args.cmd == "suite":
         print(suite(args))
     else:

@@ -53,9 +53,10 @@ from vln_clip.episodes import Episode
 from vln_clip.errors import DataError
 from vln_clip.geometry import ANGLE_FEATURE_SIZE, angle_feature, HEADING_COUNT, HEADING_INCREMENT, NUM_VIEWS, snap_heading
 from vln_clip.graph import GraphStore
+from vln_clip.task import MAX_ACTIONS, SUCCESS_DISTANCE
 from vln_clip.tokenizers import Vocab
 
-from .nav_env import SUCCESS_DISTANCE, STOP_REWARD, VIEW_ANGLES, NavEnvConfig, NavTask
+from .nav_env import STOP_REWARD, VIEW_ANGLES, NavEnvConfig, NavTask
 
 FEEDBACKS = ("teacher", "sample", "argmax")
 
@@ -89,7 +90,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
     def __init__(self, connectivity_dir: str | os.PathLike[str] | GraphStore | None = None,
                  episodes: str | os.PathLike[str] | Sequence[Episode] | None = None,
                  features: Any = None, *, num_envs: int = 64, device: str | torch.device = "cpu",
-                 feature_dtype: torch.dtype | None = None, dataset: str | None = None, max_steps: int = 35,
+                 feature_dtype: torch.dtype | None = None, dataset: str | None = None, max_steps: int = MAX_ACTIONS,
                  max_candidates: int = 16, max_instr_len: int | None = None,
                  vocab: Vocab | str | os.PathLike[str] | None = None, languages: Sequence[str] | None = None,
                  shuffle: bool = False, seed: int | None = None, validate: bool = True, strict: bool = False,

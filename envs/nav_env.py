@@ -65,12 +65,12 @@ from vln_clip.episodes import Episode, base_language, read_episodes, validate_ep
 from vln_clip.errors import DataError
 from vln_clip.geometry import ANGLE_FEATURE_SIZE, NUM_VIEWS, snap_heading
 from vln_clip.graph import GraphStore, NavGraph
+from vln_clip.task import MAX_ACTIONS, SUCCESS_DISTANCE
 from vln_clip.tokenizers import Vocab, tokenize
 
 from .panorama import ScanPanorama, agent_heading, scan_panorama, view_angle_table
 from .teacher import teacher_table
 
-SUCCESS_DISTANCE = 3.0
 STOP_REWARD = 2.0
 DEFAULT_MAX_INSTR_LEN = {"r2r": 80, "r4r": 80, "rxr": 160}
 
@@ -80,7 +80,7 @@ class NavEnvConfig:
     """Options shared by :class:`NavEnv` and :class:`~vln_clip.envs.batched.BatchedNavEnv`."""
 
     dataset: str | None = None  # r2r / r4r / rxr; None = from the episodes
-    max_steps: int = 35
+    max_steps: int = MAX_ACTIONS
     max_candidates: int = 16  # K, including STOP; real graphs have at most 13 neighbours
     max_instr_len: int | None = None  # None: 80 (R2R) or 160 (RxR)
     languages: Sequence[str] | None = None  # RxR language filter (en, hi, te; en-* counts as en)
@@ -241,7 +241,7 @@ class NavEnv(gym.Env):
 
     def __init__(self, connectivity_dir: str | os.PathLike[str] | GraphStore | None = None,
                  episodes: str | os.PathLike[str] | Sequence[Episode] | None = None,
-                 features: Any = None, *, dataset: str | None = None, max_steps: int = 35,
+                 features: Any = None, *, dataset: str | None = None, max_steps: int = MAX_ACTIONS,
                  max_candidates: int = 16, max_instr_len: int | None = None,
                  vocab: Vocab | str | os.PathLike[str] | None = None, languages: Sequence[str] | None = None,
                  shuffle: bool = False, seed: int | None = None, render_mode: str | None = None,

@@ -17,6 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from vln_clip.graph import NavGraph
+from vln_clip.task import SUCCESS_DISTANCE
 
 BACKGROUND = (255, 255, 255)
 EDGE = (190, 190, 190)
@@ -29,7 +30,7 @@ GOAL = (235, 165, 0)
 CURRENT = (0, 0, 0)
 TEXT = (60, 60, 60)
 FLOOR_GAP = 1.8  # metres: a viewpoint this far above/below the current one is on another floor
-SUCCESS_RADIUS = 3.0
+SUCCESS_RADIUS = SUCCESS_DISTANCE  # the success circle drawn around the goal
 
 
 def draw_topdown(graph: NavGraph, *, trajectory: Sequence[str] = (), reference: Sequence[str] = (),

@@ -50,7 +50,8 @@ from vln_clip.episodes import Episode
 from vln_clip.errors import DataError
 from vln_clip.graph import GraphStore, NavGraph
 
-SUCCESS_DISTANCE = 3.0  # metres; success uses <, sdtw uses <=
+from vln_clip.task import SUCCESS_DISTANCE  # metres; success uses <, sdtw uses <=
+
 DTW_THRESHOLD = 3.0  # metres; the d_th of nDTW and of CLS
 
 #: Keys of :meth:`EvalResult.summary`, in the order they are printed.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -407,7 +408,10 @@ def _extract_loop(cfg: ExtractConfig, pipeline: ViewPipeline, journal: FeatureJo
         if event is not None:
             event.synchronize()
         journal.append(keys, host.numpy())
+        first = n == 0
         n += len(keys)
+        if first and len(todo) > n:
+            _print_estimate(pipeline, n, time.perf_counter() - start, len(todo) - n)
         bar.update(len(keys))
         bar.set_postfix_str(f"{36 * n / max(time.perf_counter() - start, 1e-9):.1f} img/s")
         if on_batch is not None:
@@ -445,6 +449,22 @@ def _extract_loop(cfg: ExtractConfig, pipeline: ViewPipeline, journal: FeatureJo
         raise
     finally:
         bar.close()
+
+
+def _print_estimate(pipeline: ViewPipeline, done: int, seconds: float, remaining: int) -> None:
+    """After the first batch: the measured cost per panorama and the expected time of the rest.
+
+    Why: a large encoder on a CPU (RN50x4: about 20 s a panorama) turns a full extraction into
+    hours; saying so after the first batch, always on stderr (also without a progress bar and
+    when stderr is not a terminal), lets the user stop and choose a GPU, a smaller encoder or
+    ``--image-size`` before the hours are spent.
+    """
+    per = seconds / max(done, 1)
+    total = per * remaining
+    when = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.1f} min" if total >= 60 else f"{total:.0f} s"
+    print(f"{pipeline.encoder.name} on {pipeline.device.type}: {per:.1f} s per panorama (36 views) in the first "
+          f"batch; about {when} for the remaining {remaining} panoramas (the first batch includes warm-up)",
+          file=sys.stderr, flush=True)
 
 
 RANK_STALL_S = 1800.0  # a rank that journals nothing for this long is taken for dead

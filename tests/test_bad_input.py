@@ -337,3 +337,16 @@ def test_dead_rank_does_not_hang_the_merge(tmp_path):
 def test_graph_cache_on_a_full_disk_is_only_slower(world, monkeypatch):
     monkeypatch.setattr("vln_clip.io.os.replace", _enospc)
     assert len(GraphStore(world["conn"], use_cache=True)["lineScan"]) == 6
+
+
+def test_submit_a_baseline_for_a_split(world, capsys, tmp_path):
+    out = tmp_path / "submit" / "random.json"
+    rc, text = _run(capsys, ["submit", "--agent", "random", "--split-file", str(world["split"]), "--connectivity",
+                             str(world["conn"]), "--out", str(out)])
+    assert rc == 0, text
+    rows = json.loads(out.read_text())
+    assert [r["instr_id"] for r in rows] == ["1_0", "1_1", "2_0"]
+    assert all(len(step) == 3 for r in rows for step in r["trajectory"])
+    rc, text = _run(capsys, ["submit", "--check", str(out), "--split-file", str(world["split"]), "--connectivity",
+                             str(world["conn"])])
+    assert rc == 0 and "valid" in text

@@ -324,20 +324,18 @@ def _uses_quick_gelu(spec: EncoderSpec, tag: str | None) -> bool:
 
 
 def _build_open_clip(spec: EncoderSpec, checkpoint: Path | None, quick_gelu: bool = True) -> nn.Module:
-    """The vision tower only (the text tower is never needed here and doubles build time)."""
+    """The vision tower of open_clip's public ``create_model`` (the text tower is dropped at once).
+
+    Only public open_clip API is used, so an open_clip release that reorganises its internals
+    keeps working; building the text tower costs about a second, paid once per process.
+    """
     import open_clip
 
-    cfg = open_clip.get_model_config(spec.arch)
+    logging.disable(logging.WARNING)  # "initialized randomly": we load or record the weights ourselves
     try:
-        from open_clip.model import _build_vision_tower
-
-        visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"], quick_gelu=quick_gelu)
-    except (ImportError, AttributeError, TypeError, KeyError):  # other open_clip layouts
-        logging.disable(logging.WARNING)  # "initialized randomly": we load or record the weights ourselves
-        try:
-            visual = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=quick_gelu).visual
-        finally:
-            logging.disable(logging.NOTSET)
+        visual = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=quick_gelu).visual
+    finally:
+        logging.disable(logging.NOTSET)
     if checkpoint is not None:
         from open_clip.factory import load_state_dict
 

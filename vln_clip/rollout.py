@@ -32,6 +32,7 @@ from vln_clip.features.store import FeatureStore
 from vln_clip.errors import DataError
 from vln_clip.geometry import snap_elevation, snap_heading, view_index, wrap_to_pi
 from vln_clip.graph import GraphStore, NavGraph
+from vln_clip.task import MAX_ACTIONS
 
 POLICIES = ("human", "agent", "teacher", "random")
 
@@ -493,7 +494,7 @@ def pick_episode(split_file: str | Path, instr_id: str | None) -> Episode:
 
 def open_rollout(split_file: str | Path, connectivity: str | Path, instr_id: str | None = None,
                  checkpoint: str | Path | None = None, features: str | Path | None = None, helper: str = "teacher",
-                 seed: int = 0, max_steps: int = 35) -> RolloutSetup:
+                 seed: int = 0, max_steps: int = MAX_ACTIONS) -> RolloutSetup:
     """Open one episode in a :class:`~vln_clip.envs.NavEnv` ready to be played.
 
     With ``checkpoint`` the follower shadows every step (probabilities, attention) and the

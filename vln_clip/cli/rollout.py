@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from vln_clip.task import MAX_ACTIONS
+
 from .common import add_parser, friendly_os_errors, positive_int
 from .eval import add_split_arguments, resolve_connectivity, resolve_split
 
@@ -46,7 +48,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.set_defaults(func=friendly_os_errors(run))
 
 
-MAX_STEPS = 35  # EnvDrop's episode length; see vln_clip.envs.nav_env
+MAX_STEPS = MAX_ACTIONS
 
 
 def resolve_policy(policy: str | None, interactive: bool, checkpoint: str | None) -> tuple[str, bool, str]:

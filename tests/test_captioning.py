@@ -187,6 +187,11 @@ def test_xe_and_scst_resume_bit_exact(world: Path, tmp_path: Path) -> None:
         assert straight.metrics == resumed.metrics
     scst_hist = [h for h in straight.history if "reward" in h]
     assert scst_hist and all(0 <= h["reward"] <= 10 for h in scst_hist)
+    # The original SCST: the greedy caption's reward is the baseline (one update runs and logs it).
+    greedy_run = fit(CaptionTask(tiny_config(world, scst_from=str(xe_best), scst_baseline="greedy")),
+                     loop(tmp_path / "scst_greedy", 1))
+    logged = [h for h in greedy_run.history if "baseline" in h]
+    assert logged and 0 <= logged[0]["baseline"] <= 10
 
 
 def test_xe_training_learns_and_predict_writes_results(world: Path, tmp_path: Path) -> None:

@@ -11,23 +11,13 @@ import importlib.util
 from typing import Any
 
 from vln_clip.errors import MissingResourceError
+from vln_clip.mattersim import MATTERSIM_HELP, has_mattersim  # noqa: F401 (re-exported)
 
-MATTERSIM_HELP = (
-    "the Matterport3D simulator (`import MatterSim`) is not importable. It is built from source: "
-    "clone github.com/peteanderson80/Matterport3DSimulator, build it with CMake "
-    "(-DEGL_RENDERING=ON or -DOSMESA_RENDERING=ON on headless machines), and put its build/ "
-    "directory on PYTHONPATH. Do NOT `pip install mattersim`: that PyPI package is an unrelated "
-    "atomistic model. Without it, vln_clip.envs.Simulator gives the same states from the "
-    "connectivity graphs (no RGB)."
-)
 HABITAT_HELP = (
     "habitat-sim is not importable; it has no wheel for this Python. Install it with conda "
     "(`conda install habitat-sim -c conda-forge -c aihabitat`) in a Python it supports."
 )
 
-
-def has_mattersim() -> bool:
-    return importlib.util.find_spec("MatterSim") is not None
 
 
 def has_habitat() -> bool:

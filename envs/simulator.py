@@ -25,6 +25,7 @@ import numpy as np
 from vln_clip.errors import DataError
 from vln_clip.geometry import (ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREMENT, snap_elevation,
                                snap_heading, view_index, wrap_to_2pi)
+from vln_clip.features.views import SkyboxCamera, has_skyboxes
 from vln_clip.graph import GraphStore, NavGraph
 
 
@@ -163,8 +164,6 @@ class Simulator:
     def initialize(self) -> None:
         self._camera = None
         if self.rendering:
-            from vln_clip.features.views import has_skyboxes
-
             if not has_skyboxes(self.dataset_path) or not self.nav_graph_path:
                 raise DataError(
                     "the pure-Python simulator renders RGB only from Matterport skyboxes: "
@@ -173,8 +172,6 @@ class Simulator:
                     "store, or build the Matterport3D simulator (`import MatterSim`) and use "
                     "vln_clip.envs.make_simulator(backend='mattersim')"
                 )
-            from vln_clip.features.views import SkyboxCamera
-
             self._camera = SkyboxCamera(self.dataset_path, self.nav_graph_path, self.width, self.height, self.vfov)
         if not os.path.isdir(self.nav_graph_path):
             raise DataError(f"navigation graph path {self.nav_graph_path!r} is not a folder (MatterSim's default is "

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 from vln_clip.errors import DataError, MissingResourceError
 from vln_clip.geometry import NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS
-from vln_clip.io import read_json
+from vln_clip.graph import read_connectivity
+from vln_clip.mattersim import MATTERSIM_HELP, has_mattersim
 
 SKYBOX_SUBDIR = "matterport_skybox_images"
 EQUIRECT_SUBDIR = "equirect_images"
@@ -265,15 +266,8 @@ def render_equirect(pano: torch.Tensor, rotations: torch.Tensor, rays: torch.Ten
 
 def read_pano_rotations(connectivity_dir: str | os.PathLike[str], scan: str) -> dict[str, np.ndarray]:
     """Pose rotation (3x3) of every panorama of ``scan`` (included or not)."""
-    path = Path(connectivity_dir) / f"{scan}_connectivity.json"
-    data = read_json(path, "connectivity graph")
-    out = {}
-    for k, item in enumerate(data if isinstance(data, list) else []):
-        pose = item.get("pose") if isinstance(item, dict) else None
-        if not pose or len(pose) != 16:
-            raise DataError(f"{path}: entry {k} has no 16-number 'pose'; re-download the connectivity file")
-        out[str(item["image_id"])] = np.asarray(pose, dtype=np.float64).reshape(4, 4)[:3, :3]
-    return out
+    data = read_connectivity(Path(connectivity_dir) / f"{scan}_connectivity.json")
+    return {str(item["image_id"]): np.asarray(item["pose"], dtype=np.float64).reshape(4, 4)[:3, :3] for item in data}
 
 
 def skybox_folder(skybox_dir: str | os.PathLike[str], scan: str) -> Path:
@@ -411,8 +405,6 @@ def write_view_pngs(views: np.ndarray, out_dir: str | os.PathLike[str]) -> list[
 def make_mattersim(skybox_dir: str | os.PathLike[str], connectivity_dir: str | os.PathLike[str],
                    spec: ViewSpec = ViewSpec()) -> object:
     """A discretized, rendering MatterSim simulator (needs ``import MatterSim``; explains otherwise)."""
-    from vln_clip.envs.backends import MATTERSIM_HELP, has_mattersim
-
     if not has_mattersim():
         raise MissingResourceError(MATTERSIM_HELP)
     import MatterSim  # type: ignore[import-not-found]

@@ -130,10 +130,38 @@ class NavGraph:
 # Loading
 
 
-def _parse_connectivity(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+def read_connectivity(path: str | os.PathLike[str]) -> list[dict]:
+    """The entries of one ``<scan>_connectivity.json``, every one checked (the only parser of the format).
+
+    Each entry needs ``image_id``, a 16-number ``pose`` (4x4 row-major), ``included`` and an
+    ``unobstructed`` row with one flag per entry; a problem names the file, the entry and the fix.
+    The graph (:func:`load_graph`) keeps the included viewpoints; the panorama rotations of the
+    feature renderer (:func:`vln_clip.features.views.read_pano_rotations`) need every entry.
+    """
+    path = Path(path)
     data = read_json(path, "connectivity graph")
     if not isinstance(data, list) or not data:
         raise DataError(f"{path}: expected a non-empty JSON list of viewpoints")
+    n = len(data)
+    for k, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise DataError(f"{path}: entry {k} is not an object; re-download the connectivity file")
+        for key in ("image_id", "pose", "included", "unobstructed"):
+            if key not in item:
+                raise DataError(f"{path}: entry {k} has no {key!r} field; each viewpoint needs "
+                                "image_id, pose, included, unobstructed (Matterport format)")
+        pose = item["pose"]
+        if not isinstance(pose, list) or len(pose) != 16:
+            raise DataError(f"{path}: entry {k} ({item['image_id']}): pose must have 16 numbers "
+                            f"(4x4 row-major), got {len(pose) if isinstance(pose, list) else pose!r}")
+        if len(item["unobstructed"]) != n:
+            raise DataError(f"{path}: entry {k} ({item['image_id']}): 'unobstructed' has "
+                            f"{len(item['unobstructed'])} entries, expected {n} (one per viewpoint)")
+    return data
+
+
+def _parse_connectivity(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    data = read_connectivity(path)
     n = len(data)
     ids: list[str] = []
     pos = np.zeros((n, 3))
@@ -141,17 +169,7 @@ def _parse_connectivity(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, 
     included = np.zeros(n, dtype=bool)
     unob = np.zeros((n, n), dtype=bool)
     for k, item in enumerate(data):
-        for key in ("image_id", "pose", "included", "unobstructed"):
-            if key not in item:
-                raise DataError(f"{path}: entry {k} has no {key!r} field; each viewpoint needs "
-                                "image_id, pose, included, unobstructed (Matterport format)")
         pose = item["pose"]
-        if len(pose) != 16:
-            raise DataError(f"{path}: entry {k} ({item['image_id']}): pose must have 16 numbers "
-                            f"(4x4 row-major), got {len(pose)}")
-        if len(item["unobstructed"]) != n:
-            raise DataError(f"{path}: entry {k} ({item['image_id']}): 'unobstructed' has "
-                            f"{len(item['unobstructed'])} entries, expected {n} (one per viewpoint)")
         ids.append(str(item["image_id"]))
         pos[k] = (pose[3], pose[7], pose[11])
         heights[k] = float(item.get("height", 1.5))

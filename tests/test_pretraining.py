@@ -343,5 +343,5 @@ def test_paired_bootstrap_hand_values() -> None:
     assert res.ci_low < 50.0 < res.ci_high and res.wins_a == 25 and res.wins_b == 0
     same = paired_bootstrap(a, a, resamples=100)
     assert same.diff == same.ci_low == same.ci_high == 0.0
-    with pytest.raises(DataError, match="different questions"):
+    with pytest.raises(DataError, match="different items"):
         paired_bootstrap(a, {"x": 1.0})

@@ -22,10 +22,10 @@ JOBS = (data, features, train, eval_cmd, submit, rollout, vqa, caption, pretrain
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vln-clip",
-        description="Vision-and-language navigation with CLIP encoders: data, features, training, "
-                    "evaluation, leaderboard export and rollouts.",
+        description="The CLIP-ViL study as a toolkit: navigation (data, features, training, evaluation, "
+                    "leaderboard export, rollouts), VQA, captioning, CLIP-ViL_p pre-training and the encoder study.",
         epilog="examples:\n  vln-clip demo --out runs/demo\n  vln-clip data stats --connectivity "
-               "connectivity/\n  vln-clip train --dataset rxr --encoder clip_res50x4\n\n"
+               "connectivity/\n  vln-clip train --dataset rxr --encoder clip_res50x4 --out runs/rxr\n\n"
                "Run `vln-clip <command> --help` for each command's options and examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -16,6 +17,16 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VLN_CLIP_SHARED", REPO.parent / "shared"))
 SHARED_CONNECTIVITY = SHARED / "data" / "matterport" / "connectivity"
 SHARED_R2R = SHARED / "data" / "r2r"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """Tiny models run fastest on one intra-op thread; two threads on a busy 2-core machine spin and
+    run many times slower (measured 10-30x by several test files)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -57,15 +57,6 @@ def build_world(out: Path, n_train: int = 24, n_val: int = 8, dim: int = 8) -> P
     return out
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and leave the other core to the rest of the suite)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_world(tmp_path_factory.mktemp("capworld"))

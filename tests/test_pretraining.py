@@ -35,15 +35,6 @@ TINY = BackboneConfig("clip_res50", width=8, layers=(1, 1, 1, 1))
 MODEL = dict(backbone=TINY, short_side=64, long_side=96, vocab_size=200, cache_images=True, threads=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two threads oversubscribe (10x slower here)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """8 train + 4 val images; every file of the synthetic V&L layout the tasks read."""

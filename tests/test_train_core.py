@@ -24,14 +24,6 @@ from vln_clip.train.example import ToyConfig, ToyRegression
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _loop(out: Path, **kw) -> LoopConfig:
     values = dict(out_dir=str(out), iters=12, eval_every=4, save_every=4, log_every=2, progress="off",
                   best_metric="val/mse", best_mode="min")

@@ -24,15 +24,6 @@ SMALL = dict(encoder="test_enc", batch_size=16, hidden_dim=32, embed_dim=16, ang
              log_every=5, min_word_count=1, max_actions=8, max_decode_len=20)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread avoids oversubscribing a shared 2-core machine."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_plus_world(tmp_path_factory.mktemp("plus"))

@@ -22,15 +22,6 @@ from vln_clip.vqa.text import encode_question, read_glove, vqa_tokenize
 from vln_clip.vqa.training import VQATrainConfig, train_vqa
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two threads spin and run many times slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 COLORS = ("red", "green", "blue", "yellow")
 GRIDS = ((3, 4), (4, 3), (2, 5), (3, 3))  # variable grid sizes: padding and masks matter
 DIM = 8

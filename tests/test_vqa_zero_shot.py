@@ -15,15 +15,6 @@ from vln_clip.encoders import load_clip
 from vln_clip.vqa.zero_shot import ZeroShotConfig, answer_text, check_prompt, run_zero_shot
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two threads spin and run many times slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 RGB = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
 
 

@@ -356,13 +356,13 @@ def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = 
     marker.write_text(str(len(mine)))
     if rank != 0:
         return out
-    _wait_for_ranks(journal.folder, world)
-    _prepare_merge(out, [journal.folder])
+    wait_for_ranks(journal.folder, world)
+    prepare_merge(out, [journal.folder])
     build_store(out, [journal.folder], attrs, dtype=cfg.dtype, remove_sources=True)
     return out
 
 
-def _prepare_merge(out: Path, sources: list[Path]) -> None:
+def prepare_merge(out: Path, sources: list[Path]) -> None:
     """Before the journal becomes the HDF5 store: drop temporaries of dead runs, check the disk.
 
     HDF5 crashes the process (a segfault while closing) when the disk fills during the merge,
@@ -470,7 +470,7 @@ def _print_estimate(pipeline: ViewPipeline, done: int, seconds: float, remaining
 RANK_STALL_S = 1800.0  # a rank that journals nothing for this long is taken for dead
 
 
-def _wait_for_ranks(folder: Path, world: int, poll_s: float = 2.0, stall_s: float | None = None) -> None:
+def wait_for_ranks(folder: Path, world: int, poll_s: float = 2.0, stall_s: float | None = None) -> None:
     """Rank 0 waits until every rank has written its ``done`` marker.
 
     Why a file barrier: ranks share only the journal folder (no process group is needed to
@@ -531,5 +531,5 @@ def merge(out: str | os.PathLike[str], inputs: list[str | os.PathLike[str]] | No
         sources.append(jd)
     if not sources and not Path(out).exists():
         raise DataError(f"{out}: nothing to merge (no {jd.name} journal and no input stores)")
-    _prepare_merge(out, [Path(s) for s in sources])
+    prepare_merge(out, [Path(s) for s in sources])
     return build_store(out, sources, remove_sources=True)

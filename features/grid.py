@@ -50,7 +50,7 @@ import torch
 from vln_clip import __version__
 from vln_clip.errors import DataError
 
-from .extract import _prepare_merge, _wait_for_ranks, autocast_context, dist_info, pick_device
+from .extract import prepare_merge, wait_for_ranks, autocast_context, dist_info, pick_device
 from .store import FeatureJournal, FeatureStore, build_store, journal_dir, read_part_keys
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -386,8 +386,8 @@ def extract_grid(cfg: GridConfig, on_batch: Callable[[int], None] | None = None,
     (journal.folder / f"done-r{rank:03d}-of-{world:03d}").write_text(str(len(mine)))
     if rank != 0:
         return out
-    _wait_for_ranks(journal.folder, world)
-    _prepare_merge(out, [journal.folder])  # stale temporaries removed, room for the copy checked
+    wait_for_ranks(journal.folder, world)
+    prepare_merge(out, [journal.folder])  # stale temporaries removed, room for the copy checked
     build_store(out, [journal.folder], attrs, dtype=cfg.dtype, remove_sources=True)
     return out
 

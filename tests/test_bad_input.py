@@ -292,7 +292,7 @@ def test_cli_handlers_turn_raw_enospc_into_one_line(capsys, monkeypatch):
 
 
 def test_stale_temporaries_and_free_space_before_a_merge(tmp_path, monkeypatch):
-    from features.extract import _prepare_merge
+    from features.extract import prepare_merge
 
     out = tmp_path / "f.h5"
     stale = tmp_path / ".f.h5.abc123.tmp"
@@ -302,12 +302,12 @@ def test_stale_temporaries_and_free_space_before_a_merge(tmp_path, monkeypatch):
     parts = tmp_path / "f.h5.parts"
     parts.mkdir()
     (parts / "part-r000-aaaa-000001.npz").write_bytes(b"x" * 4096)
-    _prepare_merge(out, [parts])
+    prepare_merge(out, [parts])
     assert not stale.exists() and other.exists()
     assert remove_stale_temps(out) == []
     monkeypatch.setattr("vln_clip.io.shutil.disk_usage", lambda p: SimpleNamespace(free=1000))
     with pytest.raises(StorageError, match=r"needs about 1\.0 MiB but only 0\.0 MiB are free"):
-        _prepare_merge(out, [parts])
+        prepare_merge(out, [parts])
     with pytest.raises(StorageError):
         require_free_space(out, 2000)
 
@@ -323,15 +323,15 @@ def test_outputs_follow_the_umask(tmp_path, umask, mode):
 
 
 def test_dead_rank_does_not_hang_the_merge(tmp_path):
-    from features.extract import _wait_for_ranks
+    from features.extract import wait_for_ranks
 
     (tmp_path / "done-r000-of-002").write_text("3")
     t0 = time.perf_counter()
     with pytest.raises(DataError, match=r"rank\(s\) 1 of 2 wrote nothing for 0 s"):
-        _wait_for_ranks(tmp_path, 2, poll_s=0.05, stall_s=0.2)
+        wait_for_ranks(tmp_path, 2, poll_s=0.05, stall_s=0.2)
     assert time.perf_counter() - t0 < 5
     (tmp_path / "done-r001-of-002").write_text("3")
-    _wait_for_ranks(tmp_path, 2, poll_s=0.05, stall_s=0.2)  # both done: returns at once
+    wait_for_ranks(tmp_path, 2, poll_s=0.05, stall_s=0.2)  # both done: returns at once
 
 
 def test_graph_cache_on_a_full_disk_is_only_slower(world, monkeypatch):

@@ -35,7 +35,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                     "vln-clip features views --skybox-dir v1/scans --scan S --viewpoint V --out views/ "
                     "--width 320 --height 240"],
                    description="Render the 36 views MatterSim's discretized mode sees (view i: heading "
-                               "(i%%12)*30 deg, elevation (i//12-1)*30 deg) and write them as <i>.png. The "
+                               "(i mod 12)*30 deg, elevation (i//12-1)*30 deg) and write them as <i>.png. The "
                                "panorama's pose rotation comes from --connectivity; without it the "
                                "canonical orientation (skybox face 1 at heading 0) is assumed.")
     v.add_argument("--skybox-dir", required=True, type=Path,

@@ -16,6 +16,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from vln_clip.task import MAX_ACTIONS
+
 DATASETS = ("r2r", "rxr", "synthetic")
 AGENTS = ("follower", "speaker", "bt")
 LANGUAGES = ("en", "hi", "te", "multi")
@@ -49,7 +51,7 @@ class TrainConfig:
     lr: float = 1e-4
     ml_weight: float = 0.2
     max_instr_len: int = 80
-    max_actions: int = 35
+    max_actions: int = MAX_ACTIONS
     gamma: float = 0.9
     entropy_weight: float = 0.01
     grad_clip: float = 40.0

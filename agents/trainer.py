@@ -45,6 +45,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from vln_clip.encoders import get_spec, resolve_weights
 from vln_clip.episodes import Episode, read_r2r, read_rxr
 from vln_clip.errors import DataError, MissingResourceError
 from vln_clip.geometry import ANGLE_FEATURE_SIZE
@@ -74,8 +75,14 @@ class DataPaths:
 
 
 def extract_command(data: Path, encoder: str) -> str:
-    """The exact command that creates the missing feature store."""
-    return (f"vln-clip features extract --encoder {encoder} --source skybox --skybox-dir {data / 'scans'} "
+    """The exact command that creates the missing feature store (with ``--random-weights`` when
+    this machine has no weights for the encoder, so the printed command works as written)."""
+    try:
+        resolve_weights(get_spec(encoder), None, False)
+        weights = ""
+    except (DataError, MissingResourceError):
+        weights = " --random-weights"
+    return (f"vln-clip features extract --encoder {encoder}{weights} --source skybox --skybox-dir {data / 'scans'} "
             f"--connectivity {data / 'connectivity'} --out {data / 'features' / (encoder + '.h5')}")
 
 

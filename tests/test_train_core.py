@@ -214,7 +214,8 @@ def test_kill_9_then_resume_matches_the_uninterrupted_run(tmp_path: Path):
         proc.kill()
         proc.wait()
     saved = load_checkpoint(out / "last.pt")["step"]
-    assert saved > 0 and saved % 5 == 0 and not list(out.glob(".last.pt.*"))  # no temp file left behind
+    # last.pt is whole (a kill during a save leaves at most a temporary file beside it, never a torn last.pt)
+    assert saved > 0 and saved % 5 == 0
     target = saved + 7
 
     def loop(path: Path, resume: bool) -> LoopConfig:

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from vln_clip import __version__
+from vln_clip.encoders import get_spec, load_encoder
 from vln_clip.errors import DataError
 from vln_clip.io import read_json, remove_stale_temps, require_free_space
 
@@ -303,8 +304,6 @@ def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = 
     in this run (progress hooks; tests use it to simulate a kill). ``encoder``: an already
     built :class:`vln_clip.encoders.Encoder` of ``cfg.encoder`` (benchmarks, repeated runs).
     """
-    from vln_clip.encoders import get_spec, load_encoder
-
     if cfg.source not in SOURCES:
         raise DataError(f"unknown --source {cfg.source!r}; choose one of {', '.join(SOURCES)}")
     if cfg.connectivity_dir is None:
@@ -320,14 +319,8 @@ def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = 
     if cfg.limit is not None:
         tasks = tasks[: cfg.limit]
     device = pick_device(cfg.device, local_rank)
-    if encoder is None:
-        encoder = load_encoder(cfg.encoder, weights=cfg.weights, random_weights=cfg.random_weights,
-                               device=device, l2_normalize=cfg.l2_normalize)
-    elif encoder.name != cfg.encoder:
-        raise DataError(f"run_extraction got a {encoder.name} encoder for cfg.encoder={cfg.encoder}")
-    else:
-        encoder.to(device)
-        encoder.l2_normalize = cfg.l2_normalize  # the store records cfg's choice
+    encoder = ready_encoder(encoder, cfg.encoder, cfg.weights, cfg.random_weights, cfg.l2_normalize, device,
+                            "run_extraction")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         encoder.to(memory_format=torch.channels_last)
@@ -361,6 +354,20 @@ def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = 
     build_store(out, [journal.folder], attrs, dtype=cfg.dtype, remove_sources=True)
     return out
 
+
+
+def ready_encoder(encoder: Any, name: str, weights: Any, random_weights: bool, l2_normalize: bool,
+                  device: torch.device, caller: str) -> Any:
+    """The encoder an extraction runs: built from the config, or a given one checked against it
+    (by registry spec, so an encoder checkpoint named by another path still matches)."""
+    if encoder is None:
+        return load_encoder(name, weights=weights, random_weights=random_weights, device=device,
+                            l2_normalize=l2_normalize)
+    if encoder.name != get_spec(name).name:
+        raise DataError(f"{caller} got a {encoder.name} encoder for encoder={name}")
+    encoder.to(device)
+    encoder.l2_normalize = l2_normalize  # the store records the config's choice
+    return encoder
 
 def prepare_merge(out: Path, sources: list[Path]) -> None:
     """Before the journal becomes the HDF5 store: drop temporaries of dead runs, check the disk.

@@ -48,9 +48,10 @@ import numpy as np
 import torch
 
 from vln_clip import __version__
+from vln_clip.encoders import get_spec
 from vln_clip.errors import DataError
 
-from .extract import prepare_merge, wait_for_ranks, autocast_context, dist_info, pick_device
+from .extract import autocast_context, dist_info, pick_device, prepare_merge, ready_encoder, wait_for_ranks
 from .store import FeatureJournal, FeatureStore, build_store, journal_dir, read_part_keys
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -109,8 +110,6 @@ class ResolutionRule:
 def default_rule(encoder: str, pooled: bool) -> ResolutionRule:
     """Grids: the VQA / captioning recipe (600 / 1000). Pooled: CLIP's own centre crop at the
     encoder's input size (the embedding CLIP was trained to produce)."""
-    from vln_clip.encoders import get_spec
-
     spec = get_spec(encoder)
     if pooled:
         return ResolutionRule(spec.input_size, None, spec.stride, crop=True)
@@ -335,8 +334,6 @@ def extract_grid(cfg: GridConfig, on_batch: Callable[[int], None] | None = None,
     this run (progress hooks; tests use it to simulate a kill). ``encoder``: an already built
     :class:`vln_clip.encoders.Encoder` of ``cfg.encoder`` (benchmarks, repeated runs).
     """
-    from vln_clip.encoders import get_spec, load_encoder
-
     spec = get_spec(cfg.encoder)  # unknown names fail before any file work
     rule = (cfg.rule or default_rule(cfg.encoder, cfg.pooled)).validate()
     if rule.stride != spec.stride:
@@ -351,14 +348,8 @@ def extract_grid(cfg: GridConfig, on_batch: Callable[[int], None] | None = None,
     keys = list(paths)[: cfg.limit] if cfg.limit is not None else list(paths)
     mine = keys[rank::world]
     device = pick_device(cfg.device, local_rank)
-    if encoder is None:
-        encoder = load_encoder(cfg.encoder, weights=cfg.weights, random_weights=cfg.random_weights,
-                               device=device, l2_normalize=cfg.l2_normalize)
-    elif encoder.name != spec.name:
-        raise DataError(f"extract_grid got a {encoder.name} encoder for cfg.encoder={cfg.encoder}")
-    else:
-        encoder.to(device)
-        encoder.l2_normalize = cfg.l2_normalize  # the store records cfg's choice
+    encoder = ready_encoder(encoder, cfg.encoder, cfg.weights, cfg.random_weights, cfg.l2_normalize, device,
+                            "extract_grid")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # few distinct shapes thanks to the buckets
     encoder.to(memory_format=torch.channels_last)  # GPU, and ~5% on CPU too (docs/features.md)

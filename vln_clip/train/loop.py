@@ -29,6 +29,7 @@ progress, SIGINT-safe saves and ``curves.png``. See docs/training-core.md.
 from __future__ import annotations
 
 import dataclasses
+import abc
 import math
 import signal
 import sys
@@ -134,7 +135,7 @@ class TaskContext:
     resuming: bool = False
 
 
-class Task:
+class Task(abc.ABC):
     """Base class of what :func:`fit` drives. Subclass it and override the methods below.
 
     Required: :meth:`models`, :meth:`optimizers`, :meth:`train_step`. Usually also
@@ -153,15 +154,17 @@ class Task:
     def setup(self, ctx: TaskContext) -> None:
         """Build data and models here when they depend on the device or rank (optional)."""
 
+    @abc.abstractmethod
     def models(self) -> dict[str, torch.nn.Module]:
-        raise NotImplementedError
+        """The modules whose weights are the run's result."""
 
+    @abc.abstractmethod
     def optimizers(self) -> dict[str, tuple[ParamSpec, OptimizerConfig]]:
-        raise NotImplementedError
+        """``{name: (parameters, OptimizerConfig)}``, one entry per optimizer."""
 
+    @abc.abstractmethod
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         """One forward pass on the next batch; must return ``{"loss": scalar tensor, ...}``."""
-        raise NotImplementedError
 
     def evaluate(self) -> dict[str, float]:
         """Validation metrics (flat ``{name: float}``; names like ``val/accuracy``)."""

@@ -51,12 +51,13 @@ from gymnasium.vector.utils import batch_space
 
 from vln_clip.episodes import Episode
 from vln_clip.errors import DataError
-from vln_clip.geometry import ANGLE_FEATURE_SIZE, angle_feature, HEADING_COUNT, HEADING_INCREMENT, NUM_VIEWS, snap_heading
+from vln_clip.geometry import ANGLE_FEATURE_SIZE, HEADING_COUNT, NUM_VIEWS, nearest_view, view_angles
 from vln_clip.graph import GraphStore
 from vln_clip.task import MAX_ACTIONS, SUCCESS_DISTANCE
 from vln_clip.tokenizers import Vocab
 
 from .nav_env import STOP_REWARD, VIEW_ANGLES, NavEnvConfig, NavTask
+from .panorama import candidate_angle_features
 
 FEEDBACKS = ("teacher", "sample", "argmax")
 
@@ -165,7 +166,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         # observation tables, K wide so one gather yields all K slots (STOP and padding = zeros):
         # the view of each slot (padding -> the all-zero view 36 of the feature table) and the
         # angle feature base [sin h, cos h, sin e, cos e] for each of the 12 agent headings,
-        # computed with the same numpy expression as NavEnv (bit-identical candidates).
+        # from the function NavEnv's candidates use (bit-identical candidates).
         slot_valid = np.zeros((V, self.K), dtype=bool)
         slot_valid[:, :M] = np.arange(M)[None, :] < num[:, None]
         # row of each slot's view in the flat feature table [V * 36 + 1, D]; padding -> the zero row
@@ -173,7 +174,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         slot_view[:, :M] = np.where(slot_valid[:, :M], np.arange(V)[:, None] * NUM_VIEWS + view, V * NUM_VIEWS)
         ang = np.zeros((V, HEADING_COUNT, self.K, 4), dtype=np.float32)
         for step in range(HEADING_COUNT):
-            base = angle_feature(heading - step * HEADING_INCREMENT, elevation, size=4)
+            base = candidate_angle_features(heading, elevation, step, size=4)  # agent looking at view `step`
             ang[:, step, :M] = np.where(slot_valid[:, :M, None], base, 0.0)
         self.slot_view = t(slot_view)
         self.slot_angle = t(ang.reshape(V * HEADING_COUNT, self.K, 4))  # row = viewpoint * 12 + heading step
@@ -204,7 +205,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
             else:
                 pbase[e] = pair_offsets[s]
             psize[e] = sizes[s]
-            view0[e] = snap_heading(ep.heading)[1] + HEADING_COUNT
+            view0[e] = nearest_view(ep.heading)
         self.ep_start, self.ep_goal, self.ep_pbase, self.ep_psize, self.ep_view0 = map(t, (start, goal, pbase, psize, view0))
         self.ep_tokens = t(task.tokens)
         self.ep_lengths = t(task.lengths)
@@ -456,8 +457,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
             if not active:
                 out.append(None)
                 continue
-            out.append([(self._vp_names[traj[b][k]], (views[b][k] % HEADING_COUNT) * HEADING_INCREMENT,
-                         (views[b][k] // HEADING_COUNT - 1) * math.pi / 6) for k in range(lens[b])])
+            out.append([(self._vp_names[traj[b][k]], *view_angles(views[b][k])) for k in range(lens[b])])
         return out
 
     # -- rollouts ------------------------------------------------------------------------

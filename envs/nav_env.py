@@ -63,13 +63,15 @@ from gymnasium import spaces
 
 from vln_clip.episodes import Episode, base_language, read_episodes, validate_episodes
 from vln_clip.errors import DataError
-from vln_clip.geometry import ANGLE_FEATURE_SIZE, NUM_VIEWS, snap_heading
+from vln_clip.features.store import FeatureStore
+from vln_clip.geometry import ANGLE_FEATURE_SIZE, NUM_VIEWS, nearest_view, view_angles
 from vln_clip.graph import GraphStore, NavGraph
 from vln_clip.task import MAX_ACTIONS, SUCCESS_DISTANCE
 from vln_clip.tokenizers import Vocab, tokenize
 
-from .panorama import ScanPanorama, agent_heading, scan_panorama, view_angle_table
+from .panorama import ScanPanorama, scan_panorama, view_angle_table
 from .teacher import teacher_table
+from .topdown import draw_topdown
 
 STOP_REWARD = 2.0
 DEFAULT_MAX_INSTR_LEN = {"r2r": 80, "r4r": 80, "rxr": 160}
@@ -222,8 +224,6 @@ def _open_features(features: Any) -> Any:
     if features is None:
         return None
     if isinstance(features, (str, os.PathLike)):
-        from vln_clip.features.store import FeatureStore
-
         return FeatureStore(features)
     for attr in ("get", "dim", "__contains__"):
         if not hasattr(features, attr):
@@ -310,8 +310,7 @@ class NavEnv(gym.Env):
         self._teacher = self.task.teachers[ep.scan]
         self._cur = graph.idx(ep.start, f"instr_id {ep.instr_id} start")
         self._goal = graph.idx(ep.path[-1], f"instr_id {ep.instr_id} goal") if ep.has_goal else -1
-        _, step = snap_heading(ep.heading)
-        self._view = step + 12  # elevation 0 -> level 1
+        self._view = nearest_view(ep.heading)  # the episode's heading snapped, looking level
         self._steps = 0
         self._done = False
         self._stopped = False
@@ -349,8 +348,6 @@ class NavEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
-        from .topdown import draw_topdown
-
         ep = self.episode
         assert self._graph is not None
         return draw_topdown(self._graph, reference=ep.path if ep.has_goal else (ep.start,),
@@ -375,8 +372,7 @@ class NavEnv(gym.Env):
         return list(self._traj)
 
     def _pose(self) -> tuple[str, float, float]:
-        heading = float(agent_heading(self._view))
-        elevation = (self._view // 12 - 1) * math.pi / 6
+        heading, elevation = view_angles(self._view)
         return (self.viewpoint, heading, elevation)
 
     def teacher_action(self) -> int:

@@ -9,44 +9,51 @@ Candidates keep the order in which the sweep first met them (a Python dict's ins
 order): by first visible view, then by angular distance inside that view.
 
 The result depends only on the graph, so this module computes it once per scan for every
-viewpoint at once (numpy over ``[viewpoints, neighbours, 36 views]``) with the exact float
-conventions of :func:`vln_clip.envs.simulator.navigable_neighbours` (float32 positions, the
-same HFOV test), and caches it in memory. Stepping an environment is then table lookups.
+viewpoint at once (numpy over ``[viewpoints, neighbours, 36 views]``) with the geometry the
+simulator's navigable locations use (:func:`vln_clip.geometry.neighbour_directions`: float32
+positions, the same HFOV test), and caches it in memory. Stepping an environment is then table
+lookups. These tables are the one home of EnvDrop's candidates: the environments, the batched
+tables, the teacher and the rollout display read them rather than deriving directions again.
 
 Per candidate the tables hold the neighbour, its view (EnvDrop's ``pointId``), its absolute
 direction as EnvDrop computes it (``view heading + rel_heading`` and ``view elevation +
-rel_elevation``) and its index in MatterSim's ``navigableLocations`` when the camera looks
-at that view (EnvDrop's ``idx``, what a script passes to ``makeAction``).
+rel_elevation``), its distance, and its index in MatterSim's ``navigableLocations`` when the
+camera looks at that view (EnvDrop's ``idx``, what a script passes to ``makeAction``).
 
 The candidate feature relative to an agent looking at view ``a`` is
-``[visual[view], angle_feature(heading - (a % 12) * 30deg, elevation)]``; STOP is a zero
-vector (see :mod:`vln_clip.envs.nav_env` for where STOP sits).
+``[visual[view], angle_feature(heading - (a % 12) * 30deg, elevation)]``
+(:func:`candidate_angle_features`); STOP is a zero vector (see :mod:`vln_clip.envs.nav_env`
+for where STOP sits).
 """
 
 from __future__ import annotations
 
-import math
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
-from vln_clip.geometry import (HEADING_COUNT, HEADING_INCREMENT, NUM_VIEWS, VIEW_ELEVATIONS,
-                               VIEW_HEADINGS, angle_feature)
+from vln_clip.geometry import (ANGLE_FEATURE_SIZE, ELEVATION_LEVELS, HEADING_COUNT, NUM_VIEWS, VIEW_ELEVATIONS,
+                               VIEW_HEADINGS, VIEW_HFOV, angle_feature, angular_distance, neighbour_directions,
+                               view_heading, wrap_angles)
 from vln_clip.graph import NavGraph
-
-#: EnvDrop renders 640x480 at VFOV 60 degrees; MatterSim's horizontal FOV is VFOV * W / H.
-ENVDROP_WIDTH, ENVDROP_HEIGHT, ENVDROP_VFOV = 640, 480, math.radians(60)
-ENVDROP_HFOV = ENVDROP_VFOV * ENVDROP_WIDTH / ENVDROP_HEIGHT
 
 #: heading / elevation of each of the 36 views (the one definition lives in vln_clip.geometry)
 SWEEP_HEADINGS = VIEW_HEADINGS
 SWEEP_ELEVATIONS = VIEW_ELEVATIONS
 
 
-def agent_heading(view: np.ndarray | int) -> np.ndarray | float:
-    """The heading (radians) of an agent whose camera looks at ``view`` (EnvDrop's base heading)."""
-    return (np.asarray(view) % HEADING_COUNT) * HEADING_INCREMENT
+def candidate_angle_features(heading: np.ndarray | float, elevation: np.ndarray | float,
+                             agent_view: np.ndarray | int, size: int = ANGLE_FEATURE_SIZE) -> np.ndarray:
+    """EnvDrop's angle feature of directions (absolute ``heading``, ``elevation``) for an agent
+    looking at view ``agent_view``.
+
+    The heading is taken relative to the agent's (``view_heading(agent_view)``) as the plain
+    difference, not wrapped: the feature is periodic, and EnvDrop feeds it unwrapped. The
+    elevation stays absolute. NavEnv, the batched environment and the per-view panorama angles
+    all call this, so their features agree to the bit.
+    """
+    return angle_feature(heading - view_heading(agent_view), elevation, size)
 
 
 def view_angle_table() -> np.ndarray:
@@ -55,9 +62,9 @@ def view_angle_table() -> np.ndarray:
     Row ``a`` is what EnvDrop concatenates to the panorama of an agent looking at view ``a``:
     ``angle_feature(view heading - agent heading, view elevation)`` for every view.
     """
-    base = SWEEP_HEADINGS[:, None]
-    return angle_feature(SWEEP_HEADINGS[None, :] - base,
-                         np.broadcast_to(SWEEP_ELEVATIONS[None, :], (NUM_VIEWS, NUM_VIEWS)))
+    return candidate_angle_features(SWEEP_HEADINGS[None, :],
+                                    np.broadcast_to(SWEEP_ELEVATIONS[None, :], (NUM_VIEWS, NUM_VIEWS)),
+                                    np.arange(NUM_VIEWS)[:, None])
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class ScanPanorama:
     heading: np.ndarray  # (N, M) float64, absolute heading of the candidate (view heading + rel heading)
     elevation: np.ndarray  # (N, M) float64, absolute elevation (view elevation + rel elevation)
     nav_index: np.ndarray  # (N, M) int64, index in navigableLocations when looking at `view`
+    distance: np.ndarray  # (N, M) float64, 3-D distance to the candidate (MatterSim's rel_distance)
 
     @property
     def max_candidates(self) -> int:
@@ -92,7 +100,13 @@ class ScanPanorama:
     def angle_features(self, ix: int, agent_view: int) -> np.ndarray:
         """``[n, 128]`` angle features of ``ix``'s candidates for an agent looking at ``agent_view``."""
         n = int(self.num_candidates[ix])
-        return angle_feature(self.heading[ix, :n] - agent_heading(agent_view), self.elevation[ix, :n])
+        return candidate_angle_features(self.heading[ix, :n], self.elevation[ix, :n], agent_view)
+
+    def relative_headings(self, ix: int, agent_view: int) -> np.ndarray:
+        """``[n]`` headings of ``ix``'s candidates relative to an agent looking at ``agent_view``,
+        wrapped to (-pi, pi] (positive to the right): the direction a person reads."""
+        n = int(self.num_candidates[ix])
+        return wrap_angles(self.heading[ix, :n] - view_heading(agent_view))
 
     def candidate_features(self, ix: int, agent_view: int, visual: np.ndarray | None) -> np.ndarray:
         """``[n, D + 128]`` EnvDrop candidate features (``visual`` is the ``[36, D]`` panorama or None)."""
@@ -106,19 +120,19 @@ class ScanPanorama:
 _CACHE: dict[int, tuple["weakref.ref[NavGraph]", ScanPanorama]] = {}
 
 
-def scan_panorama(graph: NavGraph, hfov: float = ENVDROP_HFOV) -> ScanPanorama:
+def scan_panorama(graph: NavGraph, hfov: float = VIEW_HFOV) -> ScanPanorama:
     """The candidate tables of ``graph`` (computed once per graph object and kept in memory)."""
     key = id(graph)
     hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is graph and hfov == ENVDROP_HFOV:
+    if hit is not None and hit[0]() is graph and hfov == VIEW_HFOV:
         return hit[1]
     pano = compute_scan_panorama(graph, hfov)
-    if hfov == ENVDROP_HFOV:
+    if hfov == VIEW_HFOV:
         _CACHE[key] = (weakref.ref(graph, lambda _r, k=key: _CACHE.pop(k, None)), pano)
     return pano
 
 
-def compute_scan_panorama(graph: NavGraph, hfov: float = ENVDROP_HFOV) -> ScanPanorama:
+def compute_scan_panorama(graph: NavGraph, hfov: float = VIEW_HFOV) -> ScanPanorama:
     """Vectorized EnvDrop sweep over every viewpoint of ``graph`` (see the module docstring)."""
     n = len(graph)
     adj = np.asarray(graph.adjacency, dtype=bool)
@@ -127,7 +141,8 @@ def compute_scan_panorama(graph: NavGraph, hfov: float = ENVDROP_HFOV) -> ScanPa
     empty_i = np.full((n, m), -1, dtype=np.int64)
     if m == 0:
         z = np.zeros((n, 0))
-        return ScanPanorama(graph.scan, np.zeros(n, np.int64), empty_i, empty_i.copy(), z, z.copy(), empty_i.copy())
+        return ScanPanorama(graph.scan, np.zeros(n, np.int64), empty_i, empty_i.copy(), z, z.copy(), empty_i.copy(),
+                            z.copy())
     # neighbours of each viewpoint in ascending index order (np.flatnonzero order), padded
     rows, cols = np.nonzero(adj)
     slot = np.arange(len(rows)) - np.repeat(np.cumsum(deg) - deg, deg)
@@ -135,32 +150,13 @@ def compute_scan_panorama(graph: NavGraph, hfov: float = ENVDROP_HFOV) -> ScanPa
     nbr[rows, slot] = cols
     valid = nbr >= 0
 
-    pos = graph.positions.astype(np.float32)
-    target = pos[np.where(valid, nbr, 0)] - pos[:, None, :]  # (N, M, 3) float32
-    horiz = target[..., :2]
-    horiz_len = np.linalg.norm(horiz, axis=-1).astype(np.float32)
-    abs_elev = np.arctan2(target[..., 2].astype(np.float64), horiz_len.astype(np.float64))  # (N, M)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        normed = horiz / horiz_len[..., None]
-
-    # the camera's horizontal direction for the 12 headings, float32 as in the simulator
-    cams = np.array([[math.cos(math.pi / 2 - h), math.sin(math.pi / 2 - h)]
-                     for h in SWEEP_HEADINGS[:HEADING_COUNT]], dtype=np.float32)  # (12, 2)
-    cos_angle = (normed[:, :, None, :] * cams[None, None, :, :]).sum(-1)  # (N, M, 12) float32
-    if hfov < 2 * math.pi:
-        vis12 = cos_angle >= math.cos(hfov / 2.0)
-    else:
-        vis12 = np.ones(cos_angle.shape, dtype=bool)
-    hx = horiz[..., 0].astype(np.float64)[..., None]
-    hy = horiz[..., 1].astype(np.float64)[..., None]
-    cross = hx * cams[:, 1].astype(np.float64) - hy * cams[:, 0].astype(np.float64)
-    dot = hx * cams[:, 0].astype(np.float64) + hy * cams[:, 1].astype(np.float64)
-    rel_h12 = np.arctan2(cross, dot)  # (N, M, 12)
-
-    rel_h = np.tile(rel_h12, (1, 1, 3))  # (N, M, 36): elevation never changes the heading part
-    visible = np.tile(vis12, (1, 1, 3)) & valid[..., None]
-    rel_e = abs_elev[..., None] - SWEEP_ELEVATIONS[None, None, :]
-    dist = np.sqrt(rel_h**2 + rel_e**2)  # (N, M, 36)
+    # MatterSim's geometry for the camera at each of the 12 headings (one home: vln_clip.geometry)
+    dirs = neighbour_directions(graph.positions, np.arange(n)[:, None], np.where(valid, nbr, 0),
+                                SWEEP_HEADINGS[:HEADING_COUNT], hfov)
+    rel_h = np.tile(dirs.rel_heading, (1, 1, ELEVATION_LEVELS))  # (N, M, 36): elevation never changes the heading
+    visible = np.tile(dirs.visible, (1, 1, ELEVATION_LEVELS)) & valid[..., None]
+    rel_e = dirs.rel_elevation(SWEEP_ELEVATIONS)  # (N, M, 36)
+    dist = angular_distance(rel_h, rel_e)  # (N, M, 36)
 
     masked = np.where(visible, dist, np.inf)
     best = np.argmin(masked, axis=-1)  # first view with the smallest distance
@@ -199,5 +195,6 @@ def compute_scan_panorama(graph: NavGraph, hfov: float = ENVDROP_HFOV) -> ScanPa
         heading=np.where(pad, 0.0, take(heading)),
         elevation=np.where(pad, 0.0, take(elevation)),
         nav_index=np.where(pad, -1, take(nav_idx)),
+        distance=np.where(pad, 0.0, take(dirs.distance)),
     )
 

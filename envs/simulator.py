@@ -23,8 +23,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from vln_clip.errors import DataError
-from vln_clip.geometry import (ELEVATION_INCREMENT, HEADING_COUNT, HEADING_INCREMENT, snap_elevation,
-                               snap_heading, view_index, wrap_to_2pi)
+from vln_clip.geometry import (ELEVATION_INCREMENT, HEADING_INCREMENT, angular_distance, neighbour_directions,
+                               snap_elevation, snap_heading, view_index, wrap_to_2pi)
 from vln_clip.features.views import SkyboxCamera, has_skyboxes
 from vln_clip.graph import GraphStore, NavGraph
 
@@ -260,26 +260,18 @@ def navigable_neighbours(graph: NavGraph, ix: int, heading: float, elevation: fl
                          hfov: float) -> list[ViewPoint]:
     """Neighbours inside the horizontal field of view, sorted as MatterSim sorts them.
 
-    ``hfov = math.tau`` returns every neighbour (what EnvDrop's panoramic sweep sees).
+    The geometry is :func:`vln_clip.geometry.neighbour_directions` (the one home of MatterSim's
+    navigable-location arithmetic). ``hfov = math.tau`` returns every neighbour (what EnvDrop's
+    panoramic sweep sees).
     """
     nbrs = np.flatnonzero(graph.adjacency[ix])
     if len(nbrs) == 0:
         return []
+    dirs = neighbour_directions(graph.positions, ix, nbrs, heading, hfov)
+    rel_heading, visible = dirs.rel_heading[:, 0], dirs.visible[:, 0]
+    rel_elevation = dirs.rel_elevation(elevation)[:, 0]
+    order = np.argsort(angular_distance(rel_heading, rel_elevation), kind="stable")
     pos = graph.positions.astype(np.float32)
-    target = pos[nbrs] - pos[ix]
-    rel_distance = np.linalg.norm(target.astype(np.float64), axis=1)
-    horiz = target[:, :2]
-    horiz_len = np.linalg.norm(horiz, axis=1).astype(np.float32)
-    rel_elevation = np.arctan2(target[:, 2].astype(np.float64), horiz_len.astype(np.float64)) - elevation
-    cam = np.array([math.cos(math.pi / 2 - heading), math.sin(math.pi / 2 - heading)], dtype=np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        normed = horiz / horiz_len[:, None]
-    cos_angle = (normed * cam).sum(1)
-    visible = cos_angle >= math.cos(hfov / 2.0) if hfov < 2 * math.pi else np.ones(len(nbrs), bool)
-    cross = horiz[:, 0].astype(np.float64) * cam[1] - horiz[:, 1].astype(np.float64) * cam[0]
-    dot = horiz[:, 0].astype(np.float64) * cam[0] + horiz[:, 1].astype(np.float64) * cam[1]
-    rel_heading = np.arctan2(cross, dot)
-    order = np.argsort(np.sqrt(rel_heading**2 + rel_elevation**2), kind="stable")
     out = []
     for k in order:
         if not visible[k]:
@@ -287,7 +279,7 @@ def navigable_neighbours(graph: NavGraph, ix: int, heading: float, elevation: fl
         j = int(nbrs[k])
         x, y, z = (float(c) for c in pos[j])
         out.append(ViewPoint(graph.viewpoints[j], j, x, y, z, float(rel_heading[k]),
-                             float(rel_elevation[k]), float(rel_distance[k])))
+                             float(rel_elevation[k]), float(dirs.distance[k])))
     return out
 
 

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from vln_clip.geometry import ELEVATION_INCREMENT, ELEVATION_LEVELS, HEADING_INCREMENT, view_level, world_heading
 from vln_clip.graph import UNREACHABLE, NavGraph
 
 from .panorama import ScanPanorama, scan_panorama
@@ -88,10 +89,11 @@ class ShortestAgent:
 
     * at the goal: STOP ``(0, 0, 0)``;
     * next hop (Dijkstra, recomputed every step) visible in ``navigableLocations``: turn right
-      if its ``rel_heading > pi/6``, left if ``< -pi/6``; else look up/down if
-      ``|rel_elevation| > pi/6`` and the camera can still tilt that way; else move to it;
+      if its ``rel_heading`` is more than one turn (30 degrees) to the right, left if more than one
+      to the left; else look up/down if ``|rel_elevation|`` exceeds one tilt (30 degrees) and
+      the camera can still tilt that way; else move to it;
     * next hop not visible: level the camera first, then turn toward its world heading
-      ``pi/2 - atan2(dy, dx)`` the shorter way.
+      (:func:`vln_clip.geometry.world_heading`, R2R's ``pi/2 - atan2(dy, dx)``) the shorter way.
     """
 
     def __init__(self, graphs: "dict[str, NavGraph] | object") -> None:
@@ -107,28 +109,27 @@ class ShortestAgent:
             return STOP_ACTION
         nxt = graph.next_step(here, goal)
         nav = state.navigableLocations  # type: ignore[attr-defined]
-        level = state.viewIndex // 12  # type: ignore[attr-defined]
+        level = view_level(state.viewIndex)  # type: ignore[attr-defined]
+        top = ELEVATION_LEVELS - 1
         for k, loc in enumerate(nav[1:], 1):
             if loc.viewpointId != nxt:
                 continue
-            if loc.rel_heading > math.pi / 6.0:
+            if loc.rel_heading > HEADING_INCREMENT:
                 return RIGHT
-            if loc.rel_heading < -math.pi / 6.0:
+            if loc.rel_heading < -HEADING_INCREMENT:
                 return LEFT
-            if loc.rel_elevation > math.pi / 6.0 and level < 2:
+            if loc.rel_elevation > ELEVATION_INCREMENT and level < top:
                 return UP
-            if loc.rel_elevation < -math.pi / 6.0 and level > 0:
+            if loc.rel_elevation < -ELEVATION_INCREMENT and level > 0:
                 return DOWN
             return (k, 0, 0)
         if level == 0:
             return UP
-        if level == 2:
+        if level == top:
             return DOWN
         loc = state.location  # type: ignore[attr-defined]
         tgt = graph.position(nxt)
-        target_heading = math.pi / 2.0 - math.atan2(tgt[1] - loc.y, tgt[0] - loc.x)
-        if target_heading < 0:
-            target_heading += 2.0 * math.pi
+        target_heading = world_heading(tgt[0] - loc.x, tgt[1] - loc.y)
         heading = state.heading  # type: ignore[attr-defined]
         if heading > target_heading and heading - target_heading < math.pi:
             return LEFT

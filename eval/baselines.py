@@ -32,10 +32,11 @@ from tqdm import tqdm
 
 from vln_clip.episodes import Episode
 from vln_clip.errors import DataError
-from vln_clip.geometry import ANGLE_FEATURE_SIZE
+from vln_clip.geometry import ANGLE_FEATURE_SIZE, HEADING_COUNT, HEADING_INCREMENT, VIEW_HFOV, feature_heading, wrap_angles
+from vln_clip.task import MAX_ACTIONS
 
 RANDOM_STEPS = 5
-HALF_FOV = math.radians(40.0)  # MatterSim's 640x480, VFOV 60 camera: HFOV 80 degrees
+HALF_FOV = VIEW_HFOV / 2  # the discretized views' camera (640x480, VFOV 60): HFOV 80 degrees
 AGENTS = ("random", "stop", "shortest")
 
 Policy = Callable[[dict[str, np.ndarray], dict[str, Any], int, np.random.Generator], int]
@@ -61,8 +62,7 @@ def _candidate_headings(obs: dict[str, np.ndarray]) -> np.ndarray:
     """
     n = int(obs["num_candidates"])
     cands = obs["candidates"]
-    d = cands.shape[1] - ANGLE_FEATURE_SIZE
-    return np.arctan2(cands[:n, d], cands[:n, d + 1]).astype(np.float64)
+    return feature_heading(cands[:n, cands.shape[1] - ANGLE_FEATURE_SIZE:])
 
 
 def random_policy(obs: dict[str, np.ndarray], info: dict[str, Any], step: int, rng: np.random.Generator) -> int:
@@ -78,8 +78,8 @@ def random_policy(obs: dict[str, np.ndarray], info: dict[str, Any], step: int, r
         return n
     rel = _candidate_headings(obs)
     wanted = rng.uniform(0.0, 2 * math.pi) if step == 0 else 0.0
-    for turns in range(12):
-        off = np.abs(np.angle(np.exp(1j * (rel - wanted - turns * math.pi / 6))))
+    for turns in range(HEADING_COUNT):
+        off = np.abs(wrap_angles(rel - wanted - turns * HEADING_INCREMENT))
         if (off <= HALF_FOV + 1e-6).any():
             return int(np.argmin(off))
     return n  # unreachable: 12 turns cover the circle
@@ -123,7 +123,7 @@ def run_baseline(name: str, episodes: Sequence[Episode] | str | os.PathLike[str]
     if name not in POLICIES:
         raise DataError(f"unknown baseline agent {name!r}; choose one of {', '.join(AGENTS)}")
     env = NavEnv(connectivity_dir, episodes if isinstance(episodes, (str, os.PathLike)) else list(episodes),
-                 features, max_steps=35, seed=seed)
+                 features, max_steps=MAX_ACTIONS, seed=seed)
     try:
         ids = [ep.instr_id for ep in env.episodes]
         if progress is None:

@@ -25,14 +25,16 @@ import numpy as np
 
 from vln_clip.agents.inference import load_policy
 from vln_clip.envs import NavEnv
+from vln_clip.envs.panorama import scan_panorama
 from vln_clip.episodes import Episode, read_episodes
 from vln_clip.eval.inputs import follower_store
 from vln_clip.eval.metrics import score_episode
 from vln_clip.features.store import FeatureStore
 from vln_clip.errors import DataError
-from vln_clip.geometry import snap_elevation, snap_heading, view_index, wrap_to_pi
+from vln_clip.geometry import nearest_view
 from vln_clip.graph import GraphStore, NavGraph
 from vln_clip.task import MAX_ACTIONS
+from vln_clip.tokenizers import tokenize
 
 POLICIES = ("human", "agent", "teacher", "random")
 
@@ -111,7 +113,7 @@ class StepRecord:
         chosen = self.chosen
         if chosen is not None and chosen.view_index >= 0:
             return chosen.view_index
-        return view_index(snap_heading(self.heading)[1], snap_elevation(self.elevation)[1])
+        return nearest_view(self.heading, self.elevation)
 
     def action_label(self) -> str:
         if self.action is None:
@@ -269,7 +271,7 @@ class EpisodePlayer:
         self.episode = episode
         self.graph = graph
         self.shadow = shadow
-        self.max_steps = max_steps or int(getattr(_unwrap(env), "max_steps", 35) or 35)
+        self.max_steps = max_steps or int(getattr(_unwrap(env), "max_steps", MAX_ACTIONS) or MAX_ACTIONS)
         self.actions: list[tuple[int, str]] = []  # (action, actor name) in order
         self.records: list[StepRecord] = []
         self.done = False
@@ -374,8 +376,6 @@ def _tokens(obs: Any, info: dict[str, Any], episode: Episode) -> list[str]:
     The observation's ids are BOS, words, EOS; the attention is over those positions, so the
     displayed tokens keep BOS/EOS in place (and out-of-vocabulary words show as the raw word).
     """
-    from vln_clip.tokenizers import tokenize
-
     words = tokenize(episode.instruction, episode.language, "rxr" if episode.dataset == "rxr" else "r2r")
     if isinstance(obs, dict) and "instruction_length" in obs:
         n = int(obs["instruction_length"])
@@ -393,9 +393,10 @@ def describe_state(obs: Any, info: dict[str, Any], graph: NavGraph, step: int,
                    decision: Decision | None = None) -> StepRecord:
     """A :class:`StepRecord` (without action) of the environment's current state.
 
-    Relative headings and distances come from the graph geometry and the agent's heading
-    (the same numbers the simulator's navigable locations carry), so they read the same for
-    every actor.
+    Directions and distances are read from the candidate tables the environment steps with
+    (:func:`vln_clip.envs.panorama.scan_panorama`, MatterSim's navigable-location geometry):
+    the heading relative to the agent wrapped to (-pi, pi], the elevation, the distance the
+    simulator's navigable locations carry. So they read the same for every actor.
     """
     vp = str(info["viewpoint"])
     heading = float(info.get("heading", 0.0))
@@ -403,24 +404,20 @@ def describe_state(obs: Any, info: dict[str, Any], graph: NavGraph, step: int,
     cand_vps = list(info["candidate_viewpoints"])
     mask = np.asarray(info["action_mask"], dtype=bool)
     stop = int(obs["num_candidates"]) if isinstance(obs, dict) and "num_candidates" in obs else len(cand_vps)
-    from vln_clip.envs.panorama import scan_panorama
-
     ix = graph.idx(vp)
     table = scan_panorama(graph)  # candidate k of the env is column k of these tables
-    views = table.view[ix]
-    here = graph.positions[ix]
+    rel_headings = table.relative_headings(ix, nearest_view(heading, elevation))
     probs = decision.probs if decision is not None else None
     cands: list[Candidate] = []
     for k, cvp in enumerate(cand_vps):
         if cvp is None or cvp == "" or k == stop or (k < len(mask) and not mask[k]):
             continue
-        d = graph.positions[graph.idx(str(cvp))] - here
         cands.append(Candidate(
             action=k, viewpoint=str(cvp),
-            heading=wrap_to_pi(float(table.heading[ix, k]) - heading),
+            heading=float(rel_headings[k]),
             elevation=float(table.elevation[ix, k]),
-            distance=float(np.linalg.norm(d)),
-            view_index=int(views[k]) if views is not None else -1,
+            distance=float(table.distance[ix, k]),
+            view_index=int(table.view[ix, k]),
             prob=float(probs[k]) if probs is not None and k < len(probs) else None,
         ))
     dist = info.get("distance_to_goal")

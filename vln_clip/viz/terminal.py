@@ -21,6 +21,7 @@ from rich.text import Text
 
 from vln_clip.errors import DataError
 from vln_clip.eval.metrics import EPISODE_METRICS
+from vln_clip.geometry import view_angles
 from vln_clip.rollout import (INTERACTIVE_HELP, Actor, EpisodePlayer, RolloutResult, StepRecord, ended_phrase,
                               episode_metrics)
 
@@ -91,8 +92,9 @@ def step_panel(record: "StepRecord", tokens: Sequence[str], instruction_shown: b
     if record.view_attention:
         va = list(record.view_attention)
         best = max(range(len(va)), key=lambda i: va[i])
-        parts.append(Text(f"most attended view: {best} (heading {30 * (best % 12)}°, "
-                          f"elevation {30 * (best // 12 - 1):+d}°), weight {va[best]:.2f}", style="dim"))
+        heading, elevation = (math.degrees(a) for a in view_angles(best))
+        parts.append(Text(f"most attended view: {best} (heading {heading:.0f}°, "
+                          f"elevation {elevation:+.0f}°), weight {va[best]:.2f}", style="dim"))
     return Panel(Group(*parts), title=f"step {record.step}", title_align="left")
 
 

@@ -1,1 +1,1 @@
-"""EnvDrop-style follower and speaker agents, training and back-translation."""
+"""EnvDrop-style follower and speaker agents, training, back-translation, and the random / stop / shortest baselines."""

@@ -14,7 +14,7 @@ from helpers import line_world, write_connectivity, write_r2r
 
 from vln_clip.cli.main import main
 from vln_clip.episodes import read_r2r
-from vln_clip.eval.baselines import run_baseline
+from vln_clip.agents.baselines import run_baseline
 from vln_clip.eval.formats import paths_of, predictions_from_dicts
 from vln_clip.eval.metrics import SUMMARY_KEYS, score_paths
 from vln_clip.graph import GraphStore

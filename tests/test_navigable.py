@@ -12,11 +12,11 @@ import pytest
 
 from env_worlds import DEG, fan_world, two_scan_world
 from helpers import write_connectivity
+from vln_clip.agents.baselines import _candidate_headings
 from vln_clip.envs import BatchedNavEnv, NavEnv, Simulator
 from vln_clip.envs.panorama import compute_scan_panorama
 from vln_clip.envs.teacher import LEFT, RIGHT, ShortestAgent
 from vln_clip.episodes import read_r2r
-from vln_clip.eval.baselines import _candidate_headings
 from vln_clip.geometry import (VIEW_HFOV, angle_feature, angular_distance, camera_horizon, feature_heading,
                                nearest_view, neighbour_directions, view_angles, view_elevation, view_heading,
                                view_level, world_heading, wrap_angles, wrap_to_pi)

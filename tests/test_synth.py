@@ -438,8 +438,7 @@ def test_teacher_and_shortest_agent_reach_every_goal(world, store):
 
 
 def test_shortest_baseline_scores_one(world, store):
-    pytest.importorskip("vln_clip.eval.baselines")
-    from vln_clip.eval.baselines import run_baseline
+    from vln_clip.agents.baselines import run_baseline
     from vln_clip.eval.metrics import score_paths
 
     eps = read_episodes(world.r2r["val_unseen"])

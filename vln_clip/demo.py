@@ -337,7 +337,7 @@ def run_demo(cfg: DemoConfig, echo: Callable[[str], None] = print) -> dict[str, 
     def make_eval() -> tuple[dict, dict]:
         from vln_clip.agents.inference import predict_trajectories
         from vln_clip.episodes import read_episodes
-        from vln_clip.eval.baselines import run_baseline
+        from vln_clip.agents.baselines import run_baseline
         from vln_clip.eval.formats import paths_of, predictions_from_dicts, write_r2r
         from vln_clip.eval.metrics import score_paths
         from vln_clip.graph import GraphStore

@@ -21,7 +21,7 @@ from typing import Any
 
 from vln_clip.errors import DataError, MissingResourceError
 
-from vln_clip.eval.baselines import AGENTS
+from vln_clip.agents.baselines import AGENTS
 
 from .common import add_parser, friendly_os_errors, positive_int
 
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                 raise DataError(f"{source}: none of the predicted instr_ids is in {split}")
     else:
         if args.agent:
-            from vln_clip.eval.baselines import run_baseline
+            from vln_clip.agents.baselines import run_baseline
 
             rows = run_baseline(args.agent, episodes, connectivity, features=args.features,
                                 batch_size=args.batch_size, seed=args.seed)

@@ -13,6 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from vln_clip.agents.baselines import AGENTS, NEEDS_GOAL
 from vln_clip.errors import DataError
 
 from .common import add_parser, friendly_os_errors, positive_int
@@ -36,7 +37,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     src.add_argument("--check", metavar="PREDS", help="only validate this predictions file; exit 0 when valid")
     src.add_argument("--predictions", metavar="PREDS", help="predictions file to export (R2R or RxR format)")
     src.add_argument("--checkpoint", metavar="CKPT", help="run this follower checkpoint on the split and export")
-    src.add_argument("--agent", choices=("random", "stop"),
+    src.add_argument("--agent", choices=[a for a in AGENTS if a not in NEEDS_GOAL],
                      help="export a baseline agent's trajectories (test splits have no goal, so no shortest path)")
     add_split_arguments(p)
     p.add_argument("--features", metavar="H5", help="feature store for --checkpoint (default: the store it was "
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         source = args.check or args.predictions
         preds = drop_filtered_languages(read_predictions(source), split, episodes, args.languages)
     elif args.agent:
-        from vln_clip.eval.baselines import run_baseline
+        from vln_clip.agents.baselines import run_baseline
 
         rows = run_baseline(args.agent, episodes, connectivity, batch_size=args.batch_size, seed=args.seed)
         source = f"{args.agent} agent"

@@ -1,6 +1,7 @@
-"""Reference-point agents that act through :class:`vln_clip.envs.nav_env.NavEnv`.
+"""Reference-point agents (random, stop, shortest) that act through :class:`vln_clip.envs.nav_env.NavEnv`.
 
-They never write paths directly: every trajectory is what the environment recorded after the
+They are agents like the follower, so they live with it; :mod:`vln_clip.eval` scores their
+trajectories as it scores anyone's. They never write paths directly: every trajectory is what the environment recorded after the
 agent's actions, so their scores also check the environment (a shortest-path agent that does
 not reach SR = SPL = 1.0 on R2R means the panoramic action space or the teacher is wrong).
 
@@ -14,8 +15,9 @@ not reach SR = SPL = 1.0 on R2R means the panoramic action space or the teacher 
   uniformly at step 0, then at each step the candidate nearest straight ahead within the
   80-degree field of view, turning right by 30 degrees until one is; STOP after
   :data:`RANDOM_STEPS` = 5 moves (earlier only at a dead end). Candidate directions come from
-  the observation's angle features, the same input a learned agent gets. The generator of each episode is seeded with ``(seed, crc32(instr_id))``, so the
-  result does not depend on the episode order or the batch.
+  the observation's angle features, the same input a learned agent gets
+  (:func:`vln_clip.geometry.feature_heading`). The generator of each episode is seeded with
+  ``(seed, crc32(instr_id))``, so the result does not depend on the episode order or the batch.
 
 Predictions are returned as R2R leaderboard rows (``{"instr_id", "trajectory"}``).
 """
@@ -38,6 +40,8 @@ from vln_clip.task import MAX_ACTIONS
 RANDOM_STEPS = 5
 HALF_FOV = VIEW_HFOV / 2  # the discretized views' camera (640x480, VFOV 60): HFOV 80 degrees
 AGENTS = ("random", "stop", "shortest")
+#: agents that need the goal (none on test splits, so they cannot make a submission)
+NEEDS_GOAL = frozenset({"shortest"})
 
 Policy = Callable[[dict[str, np.ndarray], dict[str, Any], int, np.random.Generator], int]
 
@@ -118,6 +122,8 @@ def run_baseline(name: str, episodes: Sequence[Episode] | str | os.PathLike[str]
     but passing it checks that the store covers every viewpoint. ``batch_size`` is accepted for
     interface parity with checkpoint inference; the baselines step one episode at a time.
     """
+    # Deferred on purpose (no import cycle here): vln_clip.envs loads torch and gymnasium (about
+    # 2.5 s), and the command line imports this module at start-up for AGENTS, its --agent choices.
     from vln_clip.envs.nav_env import NavEnv
 
     if name not in POLICIES:

@@ -50,7 +50,8 @@ from vln_clip.episodes import Episode, read_r2r, read_rxr
 from vln_clip.errors import DataError, MissingResourceError
 from vln_clip.geometry import ANGLE_FEATURE_SIZE
 from vln_clip.graph import GraphStore
-from vln_clip.paths import data_dir as default_data_dir
+from vln_clip.paths import (CONNECTIVITY_SUBDIRS, REAL_DATA_HELP, connectivity_dir, data_dir, feature_store_path,
+                            find_split, skybox_dir, split_candidates)
 from vln_clip.tokenizers import Vocab, tokenize
 
 from vln_clip.train import DataOrder, LoopConfig, OptimizerConfig, Task, Trainer, fork_rng
@@ -82,36 +83,43 @@ def extract_command(data: Path, encoder: str) -> str:
         weights = ""
     except (DataError, MissingResourceError):
         weights = " --random-weights"
-    return (f"vln-clip features extract --encoder {encoder}{weights} --source skybox --skybox-dir {data / 'scans'} "
-            f"--connectivity {data / 'connectivity'} --out {data / 'features' / (encoder + '.h5')}")
+    return (f"vln-clip features extract --encoder {encoder}{weights} --source skybox --skybox-dir {skybox_dir(data)} "
+            f"--connectivity {connectivity_dir(data)} --out {feature_store_path(data, encoder)}")
+
+
+def _data_hint(dataset: str, data: Path) -> str:
+    """How to get the missing data: the README for real data; a synthetic world only for
+    ``--dataset synthetic`` (never generated into a real-data folder)."""
+    if dataset == "synthetic":
+        return f"`vln-clip data synth --out {data}` makes one"
+    return (f"download the {dataset.upper()} data as {REAL_DATA_HELP} describes (to try training without it, "
+            "use `--dataset synthetic` with a world made by `vln-clip data synth --out DIR` in a folder of its own)")
 
 
 def resolve_paths(cfg: TrainConfig) -> DataPaths:
-    """Find the connectivity graphs, split files and feature store of a run, or say what is missing."""
-    data = default_data_dir(cfg.data_dir)
-    conn = data / "connectivity"
-    if not conn.is_dir() and (data / "matterport" / "connectivity").is_dir():
-        conn = data / "matterport" / "connectivity"
+    """Find the connectivity graphs, split files and feature store of a run, or say what is missing.
+
+    The layout is :mod:`vln_clip.paths`' (the resolver ``eval``, ``submit`` and ``rollout`` use too),
+    so training and evaluation look in the same places.
+    """
+    data = data_dir(cfg.data_dir)
+    conn = connectivity_dir(data)
     if not conn.is_dir():
         raise MissingResourceError(
-            f"{conn}: no connectivity graphs under the data directory {data}; pass --data-dir (or set "
-            "VLN_CLIP_DATA) to a folder with connectivity/, r2r/ (or rxr/) and features/, e.g. one made by "
-            f"`vln-clip data synth --out {data}`")
+            f"{conn}: no connectivity graphs under the data directory {data} (looked in "
+            f"{' and '.join(f'{sub}/' for sub in CONNECTIVITY_SUBDIRS)}); pass --data-dir (or set VLN_CLIP_DATA) "
+            f"to a folder with connectivity/, r2r/ (or rxr/) and features/; {_data_hint(cfg.dataset, data)}")
     splits: dict[str, Path] = {}
     for split in SPLITS:
-        if cfg.dataset == "rxr":
-            cands = [data / "rxr" / f"rxr_{split}_guide.jsonl.gz", data / "rxr" / f"rxr_{split}_guide.jsonl"]
-        else:
-            cands = [data / "r2r" / f"R2R_{split}.json"]
-        found = next((c for c in cands if c.exists()), None)
+        found = find_split(data, cfg.dataset, split)
         if found is None:
             raise MissingResourceError(
-                f"{cands[0]}: split file not found; {cfg.dataset} training needs train, val_seen and "
-                f"val_unseen splits under {data} (download R2R/RxR, or `vln-clip data synth --out {data}`)")
+                f"{split_candidates(data, cfg.dataset, split)[0]}: split file not found; {cfg.dataset} training "
+                f"needs train, val_seen and val_unseen splits under {data}: {_data_hint(cfg.dataset, data)}")
         splits[split] = found
     feats: Path | None = None
     if not cfg.no_vision:
-        feats = Path(cfg.features) if cfg.features else data / "features" / f"{cfg.encoder}.h5"
+        feats = Path(cfg.features) if cfg.features else feature_store_path(data, cfg.encoder)
         if not feats.exists():
             raise MissingResourceError(
                 f"{feats}: no {cfg.encoder} feature store. Create it with:\n  "

@@ -19,7 +19,7 @@ from vln_clip.episodes import Episode, validate_episodes
 from vln_clip.errors import DataError
 from vln_clip.features.store import FeatureStore
 from vln_clip.graph import GraphStore
-from vln_clip.paths import connectivity_dir, data_dir, feature_store_path, split_candidates
+from vln_clip.paths import CONNECTIVITY_SUBDIRS, connectivity_dir, data_dir, feature_store_path, split_candidates
 
 
 def resolve_split(split_file: str | os.PathLike[str] | None, split: str | None, dataset: str = "r2r",
@@ -48,8 +48,8 @@ def resolve_connectivity(connectivity: str | os.PathLike[str] | None,
         return Path(connectivity)
     default = connectivity_dir(root)
     if not default.is_dir():
-        raise DataError(f"no --connectivity given and neither {data_dir(root) / 'connectivity'} nor "
-                        f"{data_dir(root) / 'matterport' / 'connectivity'} exists; pass --connectivity DIR "
+        looked = " nor ".join(str(data_dir(root) / sub) for sub in CONNECTIVITY_SUBDIRS)
+        raise DataError(f"no --connectivity given and neither {looked} exists; pass --connectivity DIR "
                         "(the folder of <scan>_connectivity.json files) or --data-dir")
     return default
 

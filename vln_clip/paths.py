@@ -27,6 +27,7 @@ def data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 #
 #   DATA/connectivity/ (a `vln-clip data synth` world)  or  DATA/matterport/connectivity/ (real data)
 #   DATA/r2r/R2R_<split>.json,  DATA/rxr/rxr_<split>_guide.jsonl[.gz],  DATA/features/<encoder>.h5
+#   DATA/scans/<scan>/matterport_skybox_images/  (skyboxes, for feature extraction)
 
 #: Where README.md explains how to download and place the real data.
 REAL_DATA_HELP = "README.md, section \"Getting the real data\""
@@ -59,6 +60,11 @@ def split_candidates(root: str | os.PathLike[str] | None, dataset: str, split: s
 def find_split(root: str | os.PathLike[str] | None, dataset: str, split: str) -> Path | None:
     """The first existing :func:`split_candidates` entry, or None."""
     return next((c for c in split_candidates(root, dataset, split) if c.exists()), None)
+
+
+def skybox_dir(root: str | os.PathLike[str] | None = None) -> Path:
+    """The folder of ``<scan>/matterport_skybox_images/`` under a data root."""
+    return data_dir(root) / "scans"
 
 
 def feature_store_path(root: str | os.PathLike[str] | None, encoder: str) -> Path:

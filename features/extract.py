@@ -37,7 +37,8 @@ import torch.nn.functional as F
 from vln_clip import __version__
 from vln_clip.encoders import get_spec, load_encoder
 from vln_clip.errors import DataError
-from vln_clip.io import read_json, remove_stale_temps, require_free_space
+from vln_clip.graph import GraphStore, read_connectivity
+from vln_clip.io import remove_stale_temps, require_free_space
 
 from .store import FeatureJournal, FeatureStore, build_store, feature_key, journal_dir, read_part_keys
 from .views import (EQUIRECT_SUBDIR, FACE_TEMPLATE, MATTERSIM_FACE_SIZE, STRIP_TEMPLATE, ViewSpec,
@@ -86,29 +87,24 @@ class Task:
 
 
 def list_tasks(connectivity_dir: str | os.PathLike[str], scans: list[str] | None = None) -> list[Task]:
-    """Included panoramas of the chosen scans (``scans.txt`` order), with their pose rotations."""
+    """Included panoramas of the chosen scans (``scans.txt`` order), with their pose rotations.
+
+    The scans are listed by :attr:`vln_clip.graph.GraphStore.scans` and the files parsed by
+    :func:`vln_clip.graph.read_connectivity`: one reader of the connectivity format, whose checks
+    (a 16-number pose, the included flag) every consumer gets.
+    """
     root = Path(connectivity_dir)
     if scans is None:
-        scans_txt = root / "scans.txt"
-        if scans_txt.exists():
-            scans = scans_txt.read_text().split()
-        else:
-            scans = sorted(p.name[: -len("_connectivity.json")] for p in root.glob("*_connectivity.json"))
+        scans = GraphStore(root).scans
         if not scans:
             raise DataError(f"{root}: no scans.txt and no <scan>_connectivity.json files; "
                             "pass --connectivity pointing at Matterport's connectivity folder")
     tasks = []
     for scan in scans:
-        path = root / f"{scan}_connectivity.json"
-        data = read_json(path, "connectivity graph")
-        for k, item in enumerate(data):
-            if not item.get("included", True):
-                continue
-            pose = item.get("pose")
-            if not pose or len(pose) != 16:
-                raise DataError(f"{path}: entry {k} has no 16-number 'pose'")
-            tasks.append(Task(scan, str(item["image_id"]),
-                              np.asarray(pose, dtype=np.float64).reshape(4, 4)[:3, :3].copy()))
+        for item in read_connectivity(root / f"{scan}_connectivity.json"):
+            if item["included"]:
+                tasks.append(Task(scan, str(item["image_id"]),
+                                  np.asarray(item["pose"], dtype=np.float64).reshape(4, 4)[:3, :3].copy()))
     return tasks
 
 

@@ -134,3 +134,23 @@ def test_rxr_reader_languages(tmp_path: Path) -> None:
     en = read_rxr(tmp_path / "rxr_val_unseen_guide.jsonl.gz", ["en"])
     assert [e.instr_id for e in en] == ["1", "5"]
     assert base_language("te-IN") == "te"
+
+
+def test_feature_extraction_reads_connectivity_through_the_graph_reader(tmp_path: Path) -> None:
+    """One parser of <scan>_connectivity.json: the extraction task list is the graph's included
+    viewpoints, and a malformed file gets read_connectivity's error there too."""
+    from vln_clip.features.extract import list_tasks  # torch and the encoders: only this test needs them
+
+    ids = write_connectivity(tmp_path, "sq", [(0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)],
+                             [(0, 1), (1, 2), (2, 3)], excluded=[2])
+    line_world(tmp_path, n=3)
+    tasks = list_tasks(tmp_path)
+    store = GraphStore(tmp_path)
+    assert [(t.scan, t.viewpoint) for t in tasks] == [(s, v) for s in store.scans for v in store[s].viewpoints]
+    assert ids[2] not in {t.viewpoint for t in tasks} and np.allclose(tasks[0].rotation, np.eye(3))
+    path = tmp_path / "sq_connectivity.json"
+    data = json.loads(path.read_text())
+    del data[1]["unobstructed"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="entry 1 has no 'unobstructed' field"):
+        list_tasks(tmp_path, ["sq"])

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from vln_clip import __version__
 from vln_clip.encoders import get_spec, load_encoder
 from vln_clip.errors import DataError
-from vln_clip.graph import GraphStore, read_connectivity
+from vln_clip.graph import GraphStore, pose_rotation, read_connectivity
 from vln_clip.io import remove_stale_temps, require_free_space
 
 from .store import FeatureJournal, FeatureStore, build_store, feature_key, journal_dir, read_part_keys
@@ -103,8 +103,7 @@ def list_tasks(connectivity_dir: str | os.PathLike[str], scans: list[str] | None
     for scan in scans:
         for item in read_connectivity(root / f"{scan}_connectivity.json"):
             if item["included"]:
-                tasks.append(Task(scan, str(item["image_id"]),
-                                  np.asarray(item["pose"], dtype=np.float64).reshape(4, 4)[:3, :3].copy()))
+                tasks.append(Task(scan, str(item["image_id"]), pose_rotation(item["pose"])))
     return tasks
 
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from vln_clip.errors import DataError, MissingResourceError
 from vln_clip.geometry import NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS
-from vln_clip.graph import read_connectivity
+from vln_clip.graph import pose_rotation, read_connectivity
 from vln_clip.mattersim import MATTERSIM_HELP, has_mattersim
 
 SKYBOX_SUBDIR = "matterport_skybox_images"
@@ -267,7 +267,7 @@ def render_equirect(pano: torch.Tensor, rotations: torch.Tensor, rays: torch.Ten
 def read_pano_rotations(connectivity_dir: str | os.PathLike[str], scan: str) -> dict[str, np.ndarray]:
     """Pose rotation (3x3) of every panorama of ``scan`` (included or not)."""
     data = read_connectivity(Path(connectivity_dir) / f"{scan}_connectivity.json")
-    return {str(item["image_id"]): np.asarray(item["pose"], dtype=np.float64).reshape(4, 4)[:3, :3] for item in data}
+    return {str(item["image_id"]): pose_rotation(item["pose"]) for item in data}
 
 
 def skybox_folder(skybox_dir: str | os.PathLike[str], scan: str) -> Path:

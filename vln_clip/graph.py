@@ -160,6 +160,11 @@ def read_connectivity(path: str | os.PathLike[str]) -> list[dict]:
     return data
 
 
+def pose_rotation(pose: list[float]) -> np.ndarray:
+    """The 3x3 camera rotation of a connectivity ``pose`` (4x4 row-major; the position is column 3)."""
+    return np.asarray(pose, dtype=np.float64).reshape(4, 4)[:3, :3].copy()
+
+
 def _parse_connectivity(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     data = read_connectivity(path)
     n = len(data)

@@ -52,7 +52,9 @@ from vln_clip.graph import GraphStore, NavGraph
 
 from vln_clip.task import SUCCESS_DISTANCE  # metres; success uses <, sdtw uses <=
 
-DTW_THRESHOLD = 3.0  # metres; the d_th of nDTW and of CLS
+#: d_th of nDTW and CLS: Ilharco et al. (2019) and the r4r reference code set it to the success
+#: distance, so it is that one radius, not a second 3.0
+DTW_THRESHOLD = SUCCESS_DISTANCE
 
 #: Keys of :meth:`EvalResult.summary`, in the order they are printed.
 SUMMARY_KEYS = ("episodes", "trajectory_length", "nav_error", "oracle_error", "success",

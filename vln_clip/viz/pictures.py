@@ -9,7 +9,6 @@ at that step. Views are rendered from skybox cube faces (synthetic or Matterport
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vln_clip.geometry import view_angles
+from vln_clip.envs.topdown import draw_topdown
+from vln_clip.features.views import SkyboxCamera, ViewSpec, has_skyboxes, mattersim_views
+from vln_clip.geometry import VIEW_VFOV, view_angles
 from vln_clip.graph import NavGraph
 from vln_clip.io import atomic_path
+from vln_clip.mattersim import has_mattersim
 from vln_clip.rollout import ended_phrase
 
 from .images import encode_gif, encode_png
+from .report import rollout_html
 from .safe import printable
 from .strips import view_strip
 
@@ -55,8 +58,6 @@ def topdown_frames(result: "RolloutResult", graph: NavGraph, size: int = MAP_SIZ
 
 
 def _draw(graph: NavGraph, ep: Any, path: list[str], heading: float, size: int, title: str) -> np.ndarray:
-    from vln_clip.envs.topdown import draw_topdown
-
     return draw_topdown(graph, trajectory=path, reference=ep.path if ep.has_goal else (ep.start,),
                         start=ep.start, goal=ep.goal, heading=heading, size=size, title=title)
 
@@ -73,9 +74,6 @@ class ViewRenderer:
 
     def __init__(self, skybox_dir: str | os.PathLike[str] | None, connectivity_dir: str | os.PathLike[str],
                  width: int = VIEW_SIZE[0], height: int = VIEW_SIZE[1], backend: str = "auto") -> None:
-        from vln_clip.envs.backends import has_mattersim
-        from vln_clip.features.views import has_skyboxes
-
         self.skybox_dir = Path(skybox_dir) if skybox_dir else None
         self.connectivity_dir = Path(connectivity_dir)
         self.width, self.height = width, height
@@ -89,9 +87,7 @@ class ViewRenderer:
         if backend == "mattersim" or (backend == "auto" and has_mattersim()):
             self.source = "mattersim"
         else:
-            from vln_clip.features.views import SkyboxCamera
-
-            self._camera = SkyboxCamera(self.skybox_dir, self.connectivity_dir, width, height, math.radians(60))
+            self._camera = SkyboxCamera(self.skybox_dir, self.connectivity_dir, width, height, VIEW_VFOV)
             self.source = "skybox"
 
     @property
@@ -101,8 +97,6 @@ class ViewRenderer:
     def render(self, scan: str, viewpoint: str, view_index: int) -> np.ndarray:
         """RGB ``[H, W, 3]`` uint8 of discretized view ``view_index`` at ``viewpoint``."""
         if self.source == "mattersim":
-            from vln_clip.features.views import ViewSpec, mattersim_views
-
             views = mattersim_views(self.skybox_dir, self.connectivity_dir, scan, viewpoint,
                                     ViewSpec(self.width, self.height))
             return np.ascontiguousarray(views[view_index][..., ::-1])
@@ -141,8 +135,6 @@ def write_rollout_files(result: "RolloutResult", graph: NavGraph, out_dir: str |
                         gif_seconds_per_step: float = 0.8, notes: list[str] | None = None) -> RolloutFiles:
     """Write ``topdown.png``, ``topdown.gif``, ``views.png`` (when views render), ``report.html``
     and ``rollout.json`` (the per-step table) into ``out_dir``; each file atomically."""
-    from .report import rollout_html
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     notes = list(notes or [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 EPILOG_TITLE = "examples:\n"
@@ -54,6 +55,45 @@ def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
 positive_int = _int_at_least(1, "a positive integer")
 #: ``type=`` of counts where 0 is meaningful (e.g. ``--iters 0``: evaluate an untrained model).
 nonnegative_int = _int_at_least(0, "zero or a positive integer")
+
+
+ENCODER_HELP = ("registry name (clip_res50, clip_res101, clip_res50x4, clip_vit_b32, imagenet_res152; see "
+                "`vln-clip features encoders`) or an encoder checkpoint ENC.pt from `vln-clip encoders pretrain`; "
+                "--encoder and --encoder-checkpoint are two spellings of this one option")
+
+
+class _EncoderAction(argparse.Action):
+    """``--encoder`` / ``--encoder-checkpoint``: one option under two names (one ``dest``).
+
+    The registry takes a checkpoint path wherever it takes a name, so both spellings accept
+    either. Giving the option twice with different values is a usage error instead of argparse's
+    silent last-one-wins: ``--encoder clip_res50 --encoder-checkpoint enc.pt`` would otherwise
+    train on one encoder while the user believes it is the other.
+    """
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        seen = f"_{self.dest}_given_as"
+        before = getattr(namespace, seen, None)
+        if before is not None and not _same_encoder(before[1], values):
+            raise argparse.ArgumentError(self, f"{before[0]} {before[1]} and {option_string} {values} name different "
+                                               "encoders; pass one of them")
+        setattr(namespace, seen, (option_string, values))
+        setattr(namespace, self.dest, values)
+
+
+def _same_encoder(a: str, b: str) -> bool:
+    """Two spellings of one encoder: the same name, or paths to the same file."""
+    return a == b or Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def add_encoder_argument(parser: Any, required: bool = False, default: str | None = None,
+                         help: str | None = None) -> argparse.Action:
+    """Add ``--encoder NAME|ENC.pt`` with its alias ``--encoder-checkpoint`` (same ``dest``,
+    ``args.encoder``) to a parser, argument group or mutually exclusive group."""
+    return parser.add_argument("--encoder", "--encoder-checkpoint", dest="encoder", action=_EncoderAction,
+                               required=required, default=default, metavar="ENCODER",
+                               help=help or ENCODER_HELP)
 
 
 def friendly_os_errors(func: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], Any]:

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_parser
+from .common import add_encoder_argument, add_parser
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -59,7 +59,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    description="Batched, mixed-precision, resumable extraction: re-running after a kill "
                                "continues where it stopped; under torchrun every rank takes a slice and "
                                "rank 0 builds the store at the end.")
-    x.add_argument("--encoder", required=True, help="registry name (see `vln-clip features encoders`)")
+    add_encoder_argument(x, required=True)
     x.add_argument("--source", choices=("skybox", "equirect", "mattersim"), default="skybox")
     x.add_argument("--skybox-dir", type=Path, help="folder holding <scan>/matterport_skybox_images "
                                                     "(and <scan>/equirect_images for --source equirect)")
@@ -112,7 +112,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                                "every rank takes a slice and rank 0 builds the store. --pooled stores the "
                                "[D] embedding instead (default: CLIP's centre crop at the encoder's input "
                                "size). On CPU the expected time is printed after the first batch.")
-    g.add_argument("--encoder", required=True, help="registry name (see `vln-clip features encoders`)")
+    add_encoder_argument(g, required=True)
     g.add_argument("--images", required=True, type=Path, help="folder holding the .jpg/.jpeg/.png images "
                                                                "(keys are file stems)")
     g.add_argument("--out", required=True, type=Path, help="output .h5 feature store")
@@ -163,7 +163,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                     "--encoder clip_res50x4 --bgr"])
     c.add_argument("--tsv", required=True, type=Path)
     c.add_argument("--out", required=True, type=Path)
-    c.add_argument("--encoder", help="check the dimension against this encoder and record it")
+    add_encoder_argument(c, help="check the dimension against this encoder (registry name or ENC.pt) and record "
+                                 "it; --encoder-checkpoint is the same option")
     c.add_argument("--bgr", action="store_true", help="record that the features were computed on BGR "
                                                       "views (true for the published CLIP-ViL files)")
     c.add_argument("--dtype", choices=("float16", "float32"), default="float16")

@@ -8,7 +8,7 @@ import json
 
 from vln_clip.errors import DataError
 
-from .common import add_parser, positive_int
+from .common import add_encoder_argument, add_parser, positive_int
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -28,8 +28,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                                "weights and resolution rule recorded in the model's feature store, so that encoder "
                                "must be on this machine.")
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--encoder", help="registry CLIP encoder (clip_res50, clip_res101, clip_res50x4, clip_vit_b32)")
-    who.add_argument("--encoder-checkpoint", help="ENC.pt from `vln-clip encoders pretrain` (contrastive)")
+    add_encoder_argument(who, help="registry CLIP encoder (clip_res50, clip_res101, clip_res50x4, clip_vit_b32) or "
+                                   "ENC.pt from `vln-clip encoders pretrain --objective contrastive`; "
+                                   "--encoder-checkpoint is the same option")
     who.add_argument("--checkpoint", help="a VQA model (RUN/best.pt of `vln-clip vqa train`, Pythia or MCAN)")
     wts = p.add_mutually_exclusive_group()
     wts.add_argument("--weights", help="checkpoint file or open_clip tag for --encoder")
@@ -67,7 +68,7 @@ def _gradcam(args: argparse.Namespace) -> int:
                         "--encoder/--encoder-checkpoint, pass --text)")
     if not args.text:
         raise DataError("--encoder/--encoder-checkpoint need at least one --text to explain")
-    scores = explain_image_text(args.encoder or args.encoder_checkpoint, args.image, args.text, args.out,
+    scores = explain_image_text(args.encoder, args.image, args.text, args.out,
                                 weights=args.weights, random_weights=args.random_weights, short_side=args.short_side)
     print(json.dumps({"out": args.out, "similarity": scores}))
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 from vln_clip.errors import DataError
 
-from .common import add_parser
+from .common import add_encoder_argument, add_parser
 
 PRESET_HELP = ("paper: the appendix recipe (BERT-base, 384/640 images, batch 512); cpu: a 2-layer 128-wide "
                "transformer, 128/192 images, batch 16 (minutes on 2 cores)")
@@ -24,11 +24,12 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 
 def _model_args(p: argparse.ArgumentParser, scratch_note: str = "") -> None:
     g = p.add_argument_group("model" + scratch_note)
-    g.add_argument("--encoder", default=None, help="CLIP visual tower from the encoder registry (default clip_res50)")
+    add_encoder_argument(g, help="CLIP visual tower: registry name (default clip_res50) or a backbone trained by "
+                                 "the encoder study (ENC.pt of `vln-clip encoders pretrain`); "
+                                 "--encoder-checkpoint is the same option")
     w = g.add_mutually_exclusive_group()
     w.add_argument("--weights", help="checkpoint file or open_clip tag (default: the encoder's cached weights)")
     w.add_argument("--random-weights", action="store_true", help="untrained backbone, on purpose (recorded)")
-    w.add_argument("--encoder-checkpoint", help="a backbone trained by the encoder study (issue 15)")
     g.add_argument("--backbone-width", type=int, help="scaled-down CLIP ResNet: stem width (RN50: 64); random weights")
     g.add_argument("--backbone-layers", type=_int_tuple, help="scaled-down CLIP ResNet: blocks per stage, e.g. 1,1,1,1")
     g.add_argument("--transformer", choices=("base", "small", "tiny"), help="transformer size preset")
@@ -115,9 +116,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def _setup(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     from vln_clip.pretraining.backbone import BackboneConfig
 
-    backbone = BackboneConfig(encoder=args.encoder or "clip_res50", weights=args.weights,
-                              random_weights=args.random_weights, encoder_checkpoint=args.encoder_checkpoint,
-                              width=args.backbone_width, layers=args.backbone_layers)
+    encoder, checkpoint = args.encoder or "clip_res50", None
+    if encoder.endswith((".pt", ".pth")):  # --encoder(-checkpoint) ENC.pt: a backbone of the encoder study
+        if args.weights is not None or args.random_weights:
+            raise DataError(f"--encoder-checkpoint {encoder}: an encoder checkpoint carries its own weights; drop "
+                            "--weights/--random-weights")
+        encoder, checkpoint = BackboneConfig.encoder, encoder
+    backbone = BackboneConfig(encoder=encoder, weights=args.weights, random_weights=args.random_weights,
+                              encoder_checkpoint=checkpoint, width=args.backbone_width, layers=args.backbone_layers)
     model = dict(backbone=backbone, transformer=args.transformer, hidden=args.hidden, layers=args.layers,
                  heads=args.heads, vocab=args.vocab, vocab_size=args.vocab_size, text_init=args.text_init,
                  short_side=args.short_side, long_side=args.long_side, max_text_len=args.max_text_len,

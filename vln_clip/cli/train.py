@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from .common import add_parser, friendly_os_errors, nonnegative_int, positive_int
+from .common import add_encoder_argument, add_parser, friendly_os_errors, nonnegative_int, positive_int
 
 EXAMPLES = [
     "vln-clip train --dataset rxr --encoder clip_res50x4 --agent follower --languages multi --out runs/rxr",
@@ -30,8 +30,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                     "to OUT/tb; learning curves to OUT/curves.png.")
     p.add_argument("--dataset", choices=("r2r", "rxr", "synthetic"), default="r2r",
                    help="preset and split files (synthetic = a `vln-clip data synth` world, R2R layout)")
-    p.add_argument("--encoder", default=None, help="feature encoder name (vln_clip.encoders), default clip_res50 "
-                   "(clip_res50x4 for rxr); picks DATA/features/<encoder>.h5")
+    add_encoder_argument(p, help="feature encoder: registry name (default clip_res50, clip_res50x4 for rxr; picks "
+                                 "DATA/features/<encoder>.h5) or an encoder checkpoint ENC.pt; "
+                                 "--encoder-checkpoint is the same option")
     p.add_argument("--agent", choices=("follower", "speaker", "bt"), default=None,
                    help="what to train (default follower; with --resume: what the checkpoint holds)")
     p.add_argument("--languages", "--language", choices=("en", "hi", "te", "multi"), default=None, dest="language",

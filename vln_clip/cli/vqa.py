@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_parser
+from .common import add_encoder_argument, add_parser
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -107,8 +107,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                     "--annotations A.json --images DIR --prompt 'question: {question} answer: {answer}' --json"],
                    description="Scores every (question + candidate answer) text against the image with the CLIP "
                                "text and image towers (the paper's Table 7), without and with --prompt.")
-    z.add_argument("--encoder", default="clip_res50",
-                   help="registry name (see `vln-clip features encoders`) or an encoder checkpoint trained here")
+    add_encoder_argument(z, default="clip_res50",
+                         help="CLIP registry name (default clip_res50; see `vln-clip features encoders`) or an "
+                              "encoder checkpoint ENC.pt trained with --objective contrastive; "
+                              "--encoder-checkpoint is the same option")
     w = z.add_mutually_exclusive_group()
     w.add_argument("--weights", help="checkpoint file or open_clip tag (default: the encoder's default tag)")
     w.add_argument("--random-weights", action="store_true", help="untrained CLIP, on purpose (recorded)")

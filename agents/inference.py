@@ -26,6 +26,7 @@ import torch
 
 from vln_clip.episodes import Episode, read_episodes
 from vln_clip.errors import DataError
+from vln_clip.features.store import FeatureStore
 from vln_clip.geometry import ANGLE_FEATURE_SIZE
 from vln_clip.graph import GraphStore
 from vln_clip.tokenizers import Vocab, tokenize
@@ -56,8 +57,6 @@ def _open_features(features: Any, feature_dim: int, checkpoint: Any) -> Any:
         raise DataError(f"{checkpoint}: this follower was trained with {feature_dim}-d visual features; "
                         "pass the same encoder's feature store (features=... / --features FILE.h5)")
     if isinstance(features, (str, os.PathLike)):
-        from vln_clip.features.store import FeatureStore
-
         features = FeatureStore(features)
     if int(features.dim) != feature_dim:
         raise DataError(f"{getattr(features, 'path', features)}: features have dimension {features.dim} but "

@@ -46,8 +46,11 @@ import torch
 from torch.nn import functional as F
 
 from vln_clip.encoders import get_spec, resolve_weights
+from vln_clip.envs.batched import BatchedNavEnv
 from vln_clip.episodes import Episode, read_r2r, read_rxr
 from vln_clip.errors import DataError, MissingResourceError
+from vln_clip.eval.metrics import score_paths
+from vln_clip.features.store import FeatureStore
 from vln_clip.geometry import ANGLE_FEATURE_SIZE
 from vln_clip.graph import GraphStore
 from vln_clip.paths import (CONNECTIVITY_SUBDIRS, REAL_DATA_HELP, connectivity_dir, data_dir, feature_store_path,
@@ -56,6 +59,7 @@ from vln_clip.tokenizers import Vocab, tokenize
 
 from vln_clip.train import DataOrder, LoopConfig, OptimizerConfig, Task, Trainer, fork_rng
 
+from .aug_paths import read_aug_paths
 from .checkpoint import CONVERTERS, load_checkpoint
 from .config import TrainConfig
 from .follower import Follower
@@ -176,8 +180,6 @@ class RolloutEnv:
 
     def __init__(self, graphs: GraphStore, episodes: Sequence[Episode], features: Any, vocab: Vocab,
                  batch_size: int, device: torch.device, max_actions: int, max_instr_len: int) -> None:
-        from vln_clip.envs.batched import BatchedNavEnv
-
         self.episodes = list(episodes)
         self.device = device
         self.batch_size = batch_size
@@ -498,8 +500,6 @@ class Run(Task):
     def _open_features(self) -> Any:
         if self.paths.features is None:
             return None
-        from vln_clip.features.store import FeatureStore
-
         store = FeatureStore(self.paths.features)
         enc = store.encoder
         if enc not in ("unknown", self.cfg.encoder) and not self.cfg.features:
@@ -528,8 +528,6 @@ class Run(Task):
             self._load_bt_inputs()
 
     def _load_bt_inputs(self) -> None:
-        from .aug_paths import read_aug_paths
-
         c = self.cfg
         if not c.speaker_checkpoint or not c.aug_paths:
             raise DataError("back-translation needs --speaker-checkpoint (a trained speaker), --aug-paths "
@@ -739,8 +737,6 @@ class Run(Task):
             return self.follower_metrics(split)
 
     def follower_metrics(self, split: str) -> dict[str, float]:
-        from vln_clip.eval.metrics import score_paths
-
         m = self.follower
         assert m is not None
         m.eval()

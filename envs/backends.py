@@ -13,11 +13,12 @@ from typing import Any
 from vln_clip.errors import MissingResourceError
 from vln_clip.mattersim import MATTERSIM_HELP, has_mattersim  # noqa: F401 (re-exported)
 
+from .simulator import Simulator
+
 HABITAT_HELP = (
     "habitat-sim is not importable; it has no wheel for this Python. Install it with conda "
     "(`conda install habitat-sim -c conda-forge -c aihabitat`) in a Python it supports."
 )
-
 
 
 def has_habitat() -> bool:
@@ -41,6 +42,4 @@ def make_simulator(backend: str = "auto") -> Any:
         if not has_mattersim():
             raise MissingResourceError(MATTERSIM_HELP)
         return importlib.import_module("MatterSim").Simulator()
-    from .simulator import Simulator
-
     return Simulator()

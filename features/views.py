@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from vln_clip.errors import DataError, MissingResourceError
-from vln_clip.geometry import NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS
+from vln_clip.geometry import (NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS, VIEW_HEIGHT, VIEW_VFOV, VIEW_VFOV_DEG,
+                               VIEW_WIDTH)
 from vln_clip.graph import pose_rotation, read_connectivity
 from vln_clip.mattersim import MATTERSIM_HELP, has_mattersim
 
@@ -61,9 +62,9 @@ CANONICAL_ROTATION = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, -1.0, 0
 class ViewSpec:
     """Camera of the discretized views (MatterSim's defaults for the published features)."""
 
-    width: int = 640
-    height: int = 480
-    vfov_deg: float = 60.0
+    width: int = VIEW_WIDTH
+    height: int = VIEW_HEIGHT
+    vfov_deg: float = VIEW_VFOV_DEG
 
     @property
     def vfov(self) -> float:
@@ -456,7 +457,7 @@ class SkyboxCamera:
     """
 
     def __init__(self, skybox_dir: str | os.PathLike[str], connectivity_dir: str | os.PathLike[str],
-                 width: int = 640, height: int = 480, vfov: float = math.radians(60), cache_size: int = 8) -> None:
+                 width: int = VIEW_WIDTH, height: int = VIEW_HEIGHT, vfov: float = VIEW_VFOV, cache_size: int = 8) -> None:
         self.skybox_dir = Path(skybox_dir)
         self.connectivity_dir = Path(connectivity_dir)
         self.spec = ViewSpec(width, height, math.degrees(vfov))

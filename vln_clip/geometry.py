@@ -41,7 +41,8 @@ ANGLE_FEATURE_SIZE = 128
 #: The camera of the 36 discretized views (R2R's and EnvDrop's feature extraction and EnvDrop's
 #: candidate sweep): 640x480 at a vertical field of view of 60 degrees, so MatterSim's
 #: horizontal field of view ``VFOV * width / height`` is 80 degrees.
-VIEW_WIDTH, VIEW_HEIGHT, VIEW_VFOV = 640, 480, math.radians(60)
+VIEW_WIDTH, VIEW_HEIGHT, VIEW_VFOV_DEG = 640, 480, 60.0
+VIEW_VFOV = math.radians(VIEW_VFOV_DEG)
 VIEW_HFOV = VIEW_VFOV * VIEW_WIDTH / VIEW_HEIGHT
 
 

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from vln_clip.errors import DataError
-from vln_clip.geometry import NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS
+from vln_clip.geometry import NUM_VIEWS, VIEW_ELEVATIONS, VIEW_HEADINGS, VIEW_HEIGHT, VIEW_VFOV, VIEW_WIDTH
 from vln_clip.graph import NavGraph, load_graph
 from vln_clip.io import atomic_path, read_json, write_json, write_jsonl
 
@@ -40,8 +40,7 @@ from .world import House, make_house
 GENERATOR_VERSION = "1.2"
 SPLITS = ("train", "val_seen", "val_unseen", "test")
 RXR_SPLITS = ("train", "val_seen", "val_unseen")
-VIEW_VFOV = math.radians(60)
-VIEW_ASPECT = 640 / 480
+VIEW_ASPECT = VIEW_WIDTH / VIEW_HEIGHT
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 

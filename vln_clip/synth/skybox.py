@@ -33,6 +33,8 @@ import math
 
 import numpy as np
 
+from vln_clip.geometry import VIEW_HEIGHT, VIEW_VFOV, VIEW_WIDTH
+
 # face index -> (forward, right, up) unit vectors in world coordinates (z up).
 FACE_AXES: tuple[tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]], ...] = (
     ((0, 0, 1), (1, 0, 0), (0, -1, 0)),
@@ -88,7 +90,7 @@ def _gl_lookup(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def render_view(faces: list[np.ndarray] | np.ndarray, pose: list[float] | np.ndarray, heading: float,
-                elevation: float, width: int = 640, height: int = 480, vfov: float = math.radians(60)) -> np.ndarray:
+                elevation: float, width: int = VIEW_WIDTH, height: int = VIEW_HEIGHT, vfov: float = VIEW_VFOV) -> np.ndarray:
     """The RGB image MatterSim would render from six skybox faces (nearest-texel sampling).
 
     ``faces[i]`` is face ``i`` as read from its JPEG (row 0 = top); ``pose`` the 16 numbers

@@ -8,7 +8,6 @@ instruction reaches the goal; the untrained one rarely does.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import line_world, write_connectivity, write_r2r
+from helpers import line_world, write_connectivity
 
 from vln_clip.episodes import Episode, read_episodes, read_r2r
 from vln_clip.errors import DataError

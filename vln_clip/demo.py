@@ -17,7 +17,7 @@
    without visual features, trained side by side in two processes when the machine has two
    cores (:func:`vln_clip.agents.trainer.train`).
 5. ``eval``: every agent on val_unseen with the one metrics module, against the random and
-   shortest-path baselines run through the environment (:mod:`vln_clip.eval.baselines`), and
+   shortest-path baselines run through the environment (:mod:`vln_clip.agents.baselines`), and
    the follower against the vision-free follower *paired* on the same instructions with a
    bootstrap interval over paths (:mod:`vln_clip.eval.paired`).
 6. ``submit``: the follower's test-split trajectories in the R2R leaderboard format, validated.

@@ -26,17 +26,6 @@ def not_available(what: str, issue: str) -> int:
     return 3
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a clear usage error instead of a traceback later)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from vln_clip.encoders import RANDOM_WEIGHTS_SEED, Encoder, get_spec, load_encoder, read_encoder_checkpoint
+from vln_clip.encoders import RANDOM_WEIGHTS_SEED, Encoder, get_spec, load_encoder
 from vln_clip.errors import DataError
 
 SCALED_CONFIG_DIR_ENV = "VLN_CLIP_SCALED_CONFIGS"
@@ -106,12 +106,8 @@ def build_backbone(cfg: BackboneConfig) -> Encoder:
                 logging.disable(logging.NOTSET)
         enc = Encoder(spec, visual, "random", l2_normalize=False)
     elif cfg.encoder_checkpoint is not None:
-        params = inspect.signature(load_encoder).parameters
-        if "encoder_checkpoint" not in params:
-            raise DataError("--encoder-checkpoint needs the encoder registry's checkpoint support (the encoder "
-                            "study, issue 15), which this installation does not have yet; use --weights PATH "
-                            "for an OpenAI/open_clip checkpoint file")
-        enc = load_encoder(cfg.encoder, encoder_checkpoint=cfg.encoder_checkpoint)  # type: ignore[call-arg]
+        # The registry resolves an encoder checkpoint path as an encoder name of its own.
+        enc = load_encoder(cfg.encoder_checkpoint)
     else:
         enc = load_encoder(cfg.encoder, weights=cfg.weights, random_weights=cfg.random_weights)
     enc.requires_grad_(True)

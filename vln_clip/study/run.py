@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
+from typing import Any, Callable, TextIO
 
 import numpy as np
 
@@ -288,7 +288,7 @@ def run_study(cfg: StudyConfig, stream: TextIO | None = None, stop_after: int | 
         if rc != 0:
             tail = log.read_text(errors="replace").strip().splitlines()[-8:] if log.exists() else []
             raise DataError(f"study stage {stage.name} failed (exit {rc}); log {log}:\n  " + "\n  ".join(tail)
-                            + f"\nfix the cause and rerun the same `vln-clip study encoders` command to continue")
+                            + "\nfix the cause and rerun the same `vln-clip study encoders` command to continue")
         if stage.capture is not None:
             lines = [ln for ln in log.read_text().splitlines() if ln.startswith("{")]
             if not lines:

@@ -7,7 +7,10 @@ Shapes (B batch, L words, K candidates incl. STOP, F = visual dim D + 128 angle 
   starts at ``h0 = tanh(Linear(max-pool ctx))`` (padding excluded from the max) and
   ``c0 = max-pool ctx``.
 * ``step(prev_angle [B, 128], pano [B, 36, F], cand [B, K, F], cand_mask [B, K], state, ctx,
-  ctx_mask)``: the previous action's angle feature goes through ``tanh(Linear(128 -> 64))``;
+  ctx_mask)``: ``pano`` and ``cand`` are joined ``[visual, angle]`` tensors or their two parts
+  (:class:`vln_clip.envs.feature_table.Views`, what the training path gathers from the device
+  feature table by index); the model computes on the parts either way, so both give the same
+  numbers to the bit. The previous action's angle feature goes through ``tanh(Linear(128 -> 64))``;
   the hidden state attends over the 36 panorama views (soft-dot); the LSTMCell (512) reads
   ``[angle embedding, attended panorama]``; the new state attends over the instruction and
   gives ``h_tilde = tanh(Linear([attended words, h]))``; candidate logits are bilinear
@@ -29,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vln_clip.envs.feature_table import Views, as_views
 from vln_clip.geometry import ANGLE_FEATURE_SIZE
 
 NEG_INF = -1e9  # finite, so a fully masked row never produces NaN in softmax
@@ -50,9 +54,37 @@ class SoftDotAttention(nn.Module):
             scores = scores.masked_fill(~mask, NEG_INF)
         attn = F.softmax(scores, dim=1)
         weighted = torch.bmm(attn.unsqueeze(1), context).squeeze(1)  # [B, C]
+        return self._output(weighted, query, attn)
+
+    def over_views(self, query: torch.Tensor, views: Views) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` over a context given as its visual and angle parts (no concatenation).
+
+        The dot products are split at the visual/angle boundary, so the result equals
+        :meth:`forward` on the joined context up to float rounding, and is the same to the bit
+        whether the parts were gathered from the feature table or sliced from a joined tensor.
+        """
+        target = self.linear_in(query)  # [B, D + 128]
+        attn = F.softmax(view_scores(views, target), dim=1)
+        a = attn.unsqueeze(1)  # [B, 1, N]
+        weighted = torch.bmm(a, views.angle).squeeze(1)
+        if views.visual.shape[-1]:
+            weighted = torch.cat([torch.bmm(a, views.visual).squeeze(1), weighted], 1)
+        return self._output(weighted, query, attn)
+
+    def _output(self, weighted: torch.Tensor, query: torch.Tensor,
+                attn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.linear_out is None:
             return weighted, attn
         return torch.tanh(self.linear_out(torch.cat([weighted, query], 1))), attn
+
+
+def view_scores(views: Views, weight: torch.Tensor) -> torch.Tensor:
+    """``[B, N]`` dot products of each view ``[visual, angle]`` with ``weight`` ``[B, D + 128]``."""
+    d = views.visual.shape[-1]
+    scores = torch.bmm(views.angle, weight[:, d:].unsqueeze(2)).squeeze(2)
+    if d:
+        scores = torch.bmm(views.visual, weight[:, :d].unsqueeze(2)).squeeze(2) + scores
+    return scores
 
 
 def drop_visual(x: torch.Tensor, feature_dim: int, dropout: nn.Dropout,
@@ -64,13 +96,18 @@ def drop_visual(x: torch.Tensor, feature_dim: int, dropout: nn.Dropout,
     """
     if feature_dim == 0:
         return x
-    visual, angle = x[..., :feature_dim], x[..., feature_dim:]
+    visual = drop_visual_part(x[..., :feature_dim], dropout, env_mask)
+    return torch.cat([visual, x[..., feature_dim:]], dim=-1)
+
+
+def drop_visual_part(visual: torch.Tensor, dropout: nn.Dropout, env_mask: torch.Tensor | None) -> torch.Tensor:
+    """The visual channels ``[B, ..., D]`` under feature dropout or the environmental mask."""
+    if visual.shape[-1] == 0:
+        return visual
     if env_mask is not None:
-        shape = (env_mask.shape[0],) + (1,) * (x.dim() - 2) + (feature_dim,)
-        visual = visual * env_mask.view(shape)
-    else:
-        visual = dropout(visual)
-    return torch.cat([visual, angle], dim=-1)
+        shape = (env_mask.shape[0],) + (1,) * (visual.dim() - 2) + (visual.shape[-1],)
+        return visual * env_mask.view(shape)
+    return dropout(visual)
 
 
 class Follower(nn.Module):
@@ -115,19 +152,23 @@ class Follower(nn.Module):
         c0 = pooled
         return self.drop(ctx), h0, c0
 
-    def step(self, prev_angle: torch.Tensor, pano: torch.Tensor, cand: torch.Tensor,
+    def step(self, prev_angle: torch.Tensor, pano: torch.Tensor | Views, cand: torch.Tensor | Views,
              cand_mask: torch.Tensor, h: torch.Tensor, c: torch.Tensor, ctx: torch.Tensor,
              ctx_mask: torch.Tensor, env_mask: torch.Tensor | None = None,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One decoding step -> ``(logits, h, c, h_tilde, word_attn, view_attn)``."""
-        pano = drop_visual(pano, self.feature_dim, self.drop_env, env_mask)
-        cand = drop_visual(cand, self.feature_dim, self.drop_env, env_mask)
+        """One decoding step -> ``(logits, h, c, h_tilde, word_attn, view_attn)``.
+
+        ``pano`` / ``cand``: joined ``[B, N, D + 128]`` tensors or :class:`Views` (module docstring).
+        """
+        pano, cand = as_views(pano, self.feature_dim), as_views(cand, self.feature_dim)
+        pano = Views(drop_visual_part(pano.visual, self.drop_env, env_mask), pano.angle)
+        cand = Views(drop_visual_part(cand.visual, self.drop_env, env_mask), cand.angle)
         angle = torch.tanh(self.angle_embedding(prev_angle))
-        attended, view_attn = self.feat_attention(self.drop(h), pano)
+        attended, view_attn = self.feat_attention.over_views(self.drop(h), pano)
         h, c = self.lstm(torch.cat([angle, attended], 1), (h, c))
         h_tilde, word_attn = self.word_attention(self.drop(h), ctx, ctx_mask)
-        query = self.candidate_attention(self.drop(h_tilde)).unsqueeze(2)  # [B, F, 1]
-        logits = torch.bmm(cand, query).squeeze(2).masked_fill(~cand_mask, NEG_INF)
+        query = self.candidate_attention(self.drop(h_tilde))  # [B, F]
+        logits = view_scores(cand, query).masked_fill(~cand_mask, NEG_INF)
         return logits, h, c, h_tilde, word_attn, view_attn
 
     def value(self, h_tilde: torch.Tensor) -> torch.Tensor:

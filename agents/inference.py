@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from vln_clip.episodes import Episode, read_episodes
+from vln_clip.envs.feature_table import Views
 from vln_clip.errors import DataError
 from vln_clip.features.store import FeatureStore
 from vln_clip.geometry import ANGLE_FEATURE_SIZE
@@ -165,7 +166,7 @@ class FollowerPolicy:
         if visual.shape[-1] != self.feature_dim:
             raise DataError(f"observation features have dimension {visual.shape[-1]} but the policy was trained "
                             f"on {self.feature_dim}-d features (0 = vision-free); use the matching feature store")
-        pano = torch.cat([self._t(visual), self._t(obs["panorama_angles"])], dim=2)
+        pano = Views(self._t(visual), self._t(obs["panorama_angles"]))
         cand = self._t(obs["candidates"])
         cmask = self._t(obs["candidate_mask"], torch.bool)
         logits, h, c, _, word_attn, view_attn = self.model.step(prev, pano, cand, cmask, h, c, ctx, mask)

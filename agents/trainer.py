@@ -20,7 +20,11 @@ One follower iteration follows R2R-EnvDrop:
 3. one RMSprop step (lr 1e-4) on ``ml_weight * il_loss + rl_loss`` with gradient clipping 40.
 
 Rollouts run on :class:`vln_clip.envs.BatchedNavEnv` on the training device. A rollout's
-per-step work is tensor operations only. On CUDA nothing reads a tensor back to the host
+per-step work is tensor operations only. The environment returns feature-table indices
+(``observation="indices"``) and :class:`Obs` gathers the visual rows the follower reads from
+the device-resident :class:`~vln_clip.envs.feature_table.FeatureTable` as two parts (visual,
+angle), so no step copies and re-concatenates ``[B, 36, D + 128]`` panoramas; the copied
+observation (``observation="features"``) gives the same losses to the bit (tested). On CUDA nothing reads a tensor back to the host
 inside a rollout: the loop runs the full ``max_actions`` steps with finished episodes
 masked. On CPU "the host" is where the tensors are, so the loop stops as soon as every
 episode has ended (a free check there). With ``cuda_graphs`` the decoder step (forward and
@@ -47,6 +51,7 @@ from torch.nn import functional as F
 
 from vln_clip.encoders import get_spec, resolve_weights
 from vln_clip.envs.batched import BatchedNavEnv
+from vln_clip.envs.feature_table import FeatureTable, Views, as_joined
 from vln_clip.episodes import Episode, read_r2r, read_rxr
 from vln_clip.errors import DataError, MissingResourceError
 from vln_clip.eval.metrics import score_paths
@@ -176,16 +181,22 @@ class RolloutEnv:
     them (an ended episode ignores its action) and returns ``(Obs, reward)``; ``paths()`` gives
     each episode's viewpoint trajectory. Instruction ids are the trainer's own (the same
     vocabulary is handed to the environment).
+
+    ``observation``: ``"indices"`` (default) has the environment return feature-table rows that
+    :class:`Obs` gathers on the device; ``"features"`` takes the environment's copied feature
+    tensors (the reference path; the same numbers).
     """
 
     def __init__(self, graphs: GraphStore, episodes: Sequence[Episode], features: Any, vocab: Vocab,
-                 batch_size: int, device: torch.device, max_actions: int, max_instr_len: int) -> None:
+                 batch_size: int, device: torch.device, max_actions: int, max_instr_len: int,
+                 observation: str = "indices") -> None:
         self.episodes = list(episodes)
         self.device = device
         self.batch_size = batch_size
         self.env = BatchedNavEnv(graphs, self.episodes, features, num_envs=batch_size, device=device,
                                  vocab=vocab, max_steps=max_actions, max_instr_len=max_instr_len,
-                                 validate=False)
+                                 validate=False, observation=observation)
+        self.table = self.env.feature_table
         self.feature_dim = int(self.env.feature_dim)
         self.n = batch_size
 
@@ -193,7 +204,7 @@ class RolloutEnv:
         """``idx`` lives on the CPU (the trainer's data-order generator): no device sync."""
         self.n = len(idx)
         obs, info = self.env.reset(options={"episode_indices": idx.tolist()})
-        return Obs.from_env(obs, info, self.n)
+        return Obs.from_env(obs, info, self.n, self.table)
 
     def step(self, actions: torch.Tensor) -> tuple["Obs", torch.Tensor]:
         if self.n < self.batch_size:
@@ -201,7 +212,7 @@ class RolloutEnv:
             full[: self.n] = actions
             actions = full
         obs, reward, _, _, info = self.env.step(actions)
-        return Obs.from_env(obs, info, self.n), reward[: self.n]
+        return Obs.from_env(obs, info, self.n, self.table), reward[: self.n]
 
     def trajectories(self) -> list[list[tuple[str, float, float]]]:
         """R2R trajectories (start + one entry per move) of the started episodes (host sync)."""
@@ -213,32 +224,48 @@ class RolloutEnv:
 
 @dataclass
 class Obs:
-    """What the follower needs from one environment step (rows = started episodes)."""
+    """What the follower needs from one environment step (rows = started episodes).
 
-    pano: torch.Tensor  # [B, 36, D + 128]: visual features + angle relative to the agent
-    cand: torch.Tensor  # [B, K, D + 128]; STOP row (index ``stop``) is zeros
+    ``pano`` and ``cand`` are :class:`Views` (visual and angle parts) on the index path, joined
+    tensors on the copy path; :func:`vln_clip.envs.feature_table.as_joined` makes either one
+    tensor (the speaker's input).
+    """
+
+    pano: torch.Tensor | Views  # [B, 36, D + 128]: visual features + angle relative to the agent
+    cand: torch.Tensor | Views  # [B, K, D + 128]; STOP row (index ``stop``) is zeros
     cand_mask: torch.Tensor  # [B, K] bool, STOP included
     stop: torch.Tensor  # [B] long, index of STOP (= number of real candidates)
     teacher: torch.Tensor  # [B] long, STOP once ended
     done: torch.Tensor  # [B] bool, episode already ended
 
     @classmethod
-    def from_env(cls, o: dict[str, torch.Tensor], info: dict[str, Any], n: int) -> "Obs":
-        pano = torch.cat([o["panorama"][:n].float(), o["panorama_angles"][:n].float()], dim=2)
+    def from_env(cls, o: dict[str, torch.Tensor], info: dict[str, Any], n: int,
+                 table: FeatureTable | None = None) -> "Obs":
+        """Rows ``:n`` of a batched observation; an index observation is gathered from ``table``."""
+        pano: torch.Tensor | Views
+        cand: torch.Tensor | Views
+        if "candidate_rows" in o:
+            if table is None:
+                raise ValueError("an index observation (observation='indices') needs the env's feature_table")
+            pano = table.panorama_views(o["viewpoint"][:n], o["view_index"][:n])
+            cand = table.candidate_views(o["candidate_rows"][:n], o["candidate_angles"][:n])
+        else:
+            pano = torch.cat([o["panorama"][:n].float(), o["panorama_angles"][:n].float()], dim=2)
+            cand = o["candidates"][:n]
         stop = o["num_candidates"][:n]
         teacher = info["teacher"][:n]
         teacher = torch.where(teacher < 0, stop, teacher)
-        return cls(pano, o["candidates"][:n], o["candidate_mask"][:n].bool(), stop, teacher, info["done"][:n])
+        return cls(pano, cand, o["candidate_mask"][:n].bool(), stop, teacher, info["done"][:n])
 
 
 # ------------------------------------------------------------------------------------------
 # Rollouts
 
 
-def chosen_angle(cand: torch.Tensor, action: torch.Tensor, feature_dim: int) -> torch.Tensor:
+def chosen_angle(cand: torch.Tensor | Views, action: torch.Tensor, feature_dim: int) -> torch.Tensor:
     """Angle part of the chosen candidate (zeros for STOP, whose feature is zero)."""
-    picked = cand.gather(1, action.view(-1, 1, 1).expand(-1, 1, cand.shape[2])).squeeze(1)
-    return picked[:, feature_dim:]
+    angle = cand.angle if isinstance(cand, Views) else cand[..., feature_dim:]
+    return angle.gather(1, action.view(-1, 1, 1).expand(-1, 1, angle.shape[2])).squeeze(1)
 
 
 def _any_running(ended: torch.Tensor) -> bool:
@@ -257,7 +284,9 @@ def _decode(model: Follower, steps: StepFns | None, t: int, prev: torch.Tensor, 
         logits, h, c, h_tilde, _, _ = model.step(prev, obs.pano, obs.cand, obs.cand_mask, h, c, ctx, mask, env_mask)
         return logits, h, c, h_tilde
     extra = () if env_mask is None else (env_mask,)
-    logits, h, c, h_tilde = steps[t](prev, obs.pano, obs.cand, obs.cand_mask, h, c, ctx, mask, *extra)
+    # the captured graph has static [B, N, D + 128] input buffers: hand it joined tensors
+    logits, h, c, h_tilde = steps[t](prev, as_joined(obs.pano), as_joined(obs.cand), obs.cand_mask, h, c, ctx, mask,
+                                     *extra)
     return logits, h, c, h_tilde
 
 
@@ -409,9 +438,10 @@ def teacher_trajectories(env: RolloutEnv, idx: torch.Tensor, max_actions: int,
     acts, panos, masks = [], [], []
     for _ in range(max_actions):
         action = torch.where(ended, obs.stop, obs.teacher)
-        picked = obs.cand.gather(1, action.view(-1, 1, 1).expand(-1, 1, obs.cand.shape[2])).squeeze(1)
+        cand = as_joined(obs.cand)
+        picked = cand.gather(1, action.view(-1, 1, 1).expand(-1, 1, cand.shape[2])).squeeze(1)
         acts.append(picked)
-        panos.append(obs.pano)
+        panos.append(as_joined(obs.pano))
         masks.append(~ended)
         ended = ended | (action == obs.stop)
         obs, _ = env.step(action)

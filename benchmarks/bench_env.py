@@ -5,7 +5,16 @@ graphs when present, otherwise synthetic grid worlds) stepped with the teacher's
 a new batch whenever the current one has ended, with ``--dim``-wide synthetic visual features
 (0 = vision-free). Throughput is item-steps per second (batch x steps / wall time), the best of
 ``--rounds`` alternating rounds per side; the ratio is what matters: absolute numbers depend
-on the machine and its load.
+on the machine and its load (printed: the 1-minute load average before and after).
+
+The batched environment is measured three ways:
+
+* ``copy``: ``observation="features"``, NavEnv's observation with copied feature tensors;
+* ``index``: ``observation="indices"``, feature-table rows and angle features only (the
+  environment's own cost on the training path);
+* ``index+gather``: the same plus the gather the follower's input layer does every step
+  (``FeatureTable.panorama_views`` / ``candidate_views``: the visual rows the model reads):
+  the fair comparison with the single environments, which hand over the features.
 
     python benchmarks/bench_env.py --batch 64 --dim 0 --threads 1
     python benchmarks/bench_env.py --batch 64 --dim 512 --threads 1
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -90,15 +100,24 @@ def _load(batch: int, dim: int, max_scans: int) -> tuple[object, list, object]:
     return graphs, eps, feats
 
 
-def bench_batched(graphs, eps, feats, batch: int, steps: int) -> float:
+#: the batched environment's ways: (observation, gather the model's input views each step)
+MODES = {"copy": ("features", False), "index": ("indices", False), "index+gather": ("indices", True)}
+
+
+def bench_batched(graphs, eps, feats, batch: int, steps: int, mode: str = "copy") -> float:
     from vln_clip.envs import BatchedNavEnv
 
-    env = BatchedNavEnv(graphs, eps, feats, num_envs=batch, shuffle=True, seed=0)
+    observation, gather = MODES[mode]
+    env = BatchedNavEnv(graphs, eps, feats, num_envs=batch, shuffle=True, seed=0, observation=observation)
+    table = env.feature_table
     obs, info = env.reset()
     done_steps = 0
     t0 = time.perf_counter()
     while done_steps < steps:
         obs, r, term, trunc, info = env.step(info["teacher"].clamp(min=0))
+        if gather:
+            table.panorama_views(obs["viewpoint"], obs["view_index"])
+            table.candidate_views(obs["candidate_rows"], obs["candidate_angles"])
         done_steps += 1
         if done_steps % 8 == 0 and bool(info["done"].all()):
             obs, info = env.reset()
@@ -134,22 +153,32 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.threads:
         torch.set_num_threads(args.threads)
     graphs, eps, feats = _load(args.batch, args.dim, args.max_scans)
-    # alternate the two sides and keep each one's best round: the machine's load varies
-    batched_runs, sync_runs = [], []
+    load_before = os.getloadavg()[0]
+    # alternate the sides and keep each one's best round: the machine's load varies
+    runs: dict[str, list[float]] = {m: [] for m in (*MODES, "sync")}
     for _ in range(args.rounds):
-        batched_runs.append(bench_batched(graphs, eps, feats, args.batch, args.steps))
-        sync_runs.append(bench_sync(graphs, eps, feats, args.batch, max(args.steps // 4, 20)))
-    batched, sync = max(batched_runs), max(sync_runs)
+        for mode in MODES:
+            runs[mode].append(bench_batched(graphs, eps, feats, args.batch, args.steps, mode))
+        runs["sync"].append(bench_sync(graphs, eps, feats, args.batch, max(args.steps // 4, 20)))
+    best = {m: max(v) for m, v in runs.items()}
+    sync = best["sync"]
     out = {"batch": args.batch, "dim": args.dim, "torch_threads": torch.get_num_threads(),
-           "batched_steps_per_s": round(batched), "sync_vector_steps_per_s": round(sync),
-           "ratio": round(batched / sync, 1)}
+           "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+           "sync_vector_steps_per_s": round(sync),
+           **{f"{m}_steps_per_s": round(best[m]) for m in MODES},
+           **{f"{m}_ratio": round(best[m] / sync, 1) for m in MODES},
+           "index_gather_vs_copy": round(best["index+gather"] / best["copy"], 2)}
+    out["batched_steps_per_s"], out["ratio"] = out["copy_steps_per_s"], out["copy_ratio"]  # the old keys
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"{'env':<34}{'item-steps/s':>14}")
-        print(f"{'BatchedNavEnv (torch, cpu)':<34}{out['batched_steps_per_s']:>14,}")
-        print(f"{'SyncVectorEnv of NavEnv':<34}{out['sync_vector_steps_per_s']:>14,}")
-        print(f"ratio: {out['ratio']}x  (torch threads {out['torch_threads']})")
+        print(f"{'env':<44}{'item-steps/s':>14}{'vs sync':>9}")
+        for mode in MODES:
+            name = f"BatchedNavEnv {mode} (torch, cpu)"
+            print(f"{name:<44}{round(best[mode]):>14,}{best[mode] / sync:>8.1f}x")
+        print(f"{'SyncVectorEnv of NavEnv':<44}{round(sync):>14,}{1.0:>8.1f}x")
+        print(f"index+gather vs copy: {out['index_gather_vs_copy']}x  (torch threads {out['torch_threads']}, "
+              f"load {out['load_1min'][0]} -> {out['load_1min'][1]})")
     return out
 
 

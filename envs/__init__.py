@@ -9,6 +9,7 @@ import gymnasium as _gym
 
 from .backends import available_backends, has_habitat, has_mattersim, make_simulator
 from .batched import BatchedNavEnv, Rollout
+from .feature_table import FeatureTable, Views
 from .nav_env import NavEnv, NavEnvConfig, NavTask
 from .panorama import ScanPanorama, scan_panorama
 from .simulator import SimState, Simulator, ViewPoint, navigable_neighbours
@@ -32,5 +33,5 @@ _register()
 
 __all__ = ["Simulator", "SimState", "ViewPoint", "navigable_neighbours", "make_simulator",
            "available_backends", "has_mattersim", "has_habitat", "NavEnv", "NavEnvConfig", "NavTask",
-           "BatchedNavEnv", "Rollout", "ScanPanorama", "scan_panorama", "ShortestAgent", "panoramic_teacher",
+           "BatchedNavEnv", "Rollout", "FeatureTable", "Views", "ScanPanorama", "scan_panorama", "ShortestAgent", "panoramic_teacher",
            "run_shortest_agent", "teacher_table", "draw_topdown", "ENV_IDS"]

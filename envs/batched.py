@@ -7,7 +7,12 @@ teacher, trajectories; tested item by item), built for the training path:
 * every table lives on ``device`` as flat tensors: global viewpoint index over all scans of
   the episodes, candidate tables ``[V, K-1]`` (next viewpoint, view, absolute heading and
   elevation), per-scan distance and teacher blocks packed flat, the feature table
-  ``[V, 36, D]`` (the store's float16 is kept as float16: lossless, half the memory);
+  ``[V * 36 + 1, D]`` (:class:`~vln_clip.envs.feature_table.FeatureTable`; the store's float16
+  is kept as float16: lossless, half the memory);
+* ``observation="features"`` (default) returns NavEnv's observation (copied feature tensors,
+  bit-identical to NavEnv); ``observation="indices"`` returns integer rows of the feature
+  table plus the angle features instead, and the agent gathers the visual rows on the device
+  (``env.feature_table``): the training path, which saves the per-step feature copies;
 * the episode state is tensors; :meth:`step` is gather/index arithmetic only: no Python loop
   over the batch and no host synchronisation (unless ``strict=True``), so a rollout can stay
   on the GPU and be captured as a CUDA graph;
@@ -25,7 +30,13 @@ API::
     ro = env.rollout(policy, feedback="teacher" | "sample" | "argmax")
 
 Observations are a dict of tensors with NavEnv's keys and a leading batch dimension
-(``candidate_mask`` is ``bool`` here). ``info`` holds tensors: ``teacher`` [B] (-1 when ended or
+(``candidate_mask`` is ``bool`` here). With ``observation="indices"`` the keys ``panorama``,
+``panorama_angles`` and ``candidates`` are replaced by ``viewpoint`` [B] (row block of the
+feature table), ``candidate_rows`` [B, K] (table row of each slot's view; STOP and padding ->
+the zero row) and ``candidate_angles`` [B, K, 128];
+``env.feature_table.panorama_views(obs["viewpoint"], obs["view_index"])`` and
+``env.feature_table.candidate_views(obs["candidate_rows"], obs["candidate_angles"])`` give
+exactly the values of the copied observation (tested). ``info`` holds tensors: ``teacher`` [B] (-1 when ended or
 without a goal), ``distance_to_goal`` [B] float32 (inf without a goal), ``action_mask`` [B, K]
 bool, ``done`` [B] bool (ended at or before this step), ``active`` [B] bool (slot holds an
 episode), ``step`` [B], ``viewpoint`` [B] (global viewpoint index, see :meth:`viewpoints`),
@@ -56,10 +67,13 @@ from vln_clip.graph import GraphStore
 from vln_clip.task import MAX_ACTIONS, SUCCESS_DISTANCE
 from vln_clip.tokenizers import Vocab
 
+from .feature_table import FeatureTable
 from .nav_env import STOP_REWARD, VIEW_ANGLES, NavEnvConfig, NavTask
 from .panorama import candidate_angle_features
 
 FEEDBACKS = ("teacher", "sample", "argmax")
+#: what ``step`` returns: NavEnv's copied feature tensors, or feature-table indices
+OBSERVATIONS = ("features", "indices")
 
 
 @dataclass
@@ -95,7 +109,10 @@ class BatchedNavEnv(gym.vector.VectorEnv):
                  max_candidates: int = 16, max_instr_len: int | None = None,
                  vocab: Vocab | str | os.PathLike[str] | None = None, languages: Sequence[str] | None = None,
                  shuffle: bool = False, seed: int | None = None, validate: bool = True, strict: bool = False,
-                 feature_dim: int | None = None, task: NavTask | None = None) -> None:
+                 feature_dim: int | None = None, task: NavTask | None = None,
+                 observation: str = "features") -> None:
+        if observation not in OBSERVATIONS:
+            raise ValueError(f"observation must be one of {OBSERVATIONS}, got {observation!r}")
         if task is None:
             if connectivity_dir is None or episodes is None:
                 raise DataError("BatchedNavEnv needs connectivity_dir=DIR and episodes=<split file or list>")
@@ -111,7 +128,9 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self.device = torch.device(device)
         self.max_steps = int(self.config.max_steps)
         self.K = task.max_candidates
-        self.single_observation_space = task.observation_space()
+        self.observation = observation
+        self.single_observation_space = (task.observation_space() if observation == "features"
+                                         else self._index_observation_space())
         self.single_action_space = spaces.Discrete(self.K)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -169,7 +188,7 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         # from the function NavEnv's candidates use (bit-identical candidates).
         slot_valid = np.zeros((V, self.K), dtype=bool)
         slot_valid[:, :M] = np.arange(M)[None, :] < num[:, None]
-        # row of each slot's view in the flat feature table [V * 36 + 1, D]; padding -> the zero row
+        # row of each slot's view in the feature table [V * 36 + 1, D]; STOP/padding -> the zero row
         slot_view = np.full((V, self.K), V * NUM_VIEWS, dtype=np.int64)
         slot_view[:, :M] = np.where(slot_valid[:, :M], np.arange(V)[:, None] * NUM_VIEWS + view, V * NUM_VIEWS)
         ang = np.zeros((V, HEADING_COUNT, self.K, 4), dtype=np.float32)
@@ -186,7 +205,6 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         #: global index of the next viewpoint on the shortest path (-1 unreachable), same layout
         self.next_hop_table = t(hop)
         self.vp_local = t(local)
-        self.view_angles = t(VIEW_ANGLES)
         # episodes
         E = len(task.episodes)
         start = np.zeros(E, dtype=np.int64)
@@ -209,24 +227,12 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self.ep_start, self.ep_goal, self.ep_pbase, self.ep_psize, self.ep_view0 = map(t, (start, goal, pbase, psize, view0))
         self.ep_tokens = t(task.tokens)
         self.ep_lengths = t(task.lengths)
-        # features
-        D = task.feature_dim
-        self.feature_dim = D
-        # [V, 37, D]: the 36 views plus an all-zero row that padding slots point at
-        if task.features is None:
-            self.features_flat = torch.zeros((V * NUM_VIEWS + 1, 0), dtype=torch.float32, device=dev)
-        else:
-            if feature_dtype is None:
-                stored = str(getattr(task.features, "attrs", {}).get("dtype", "float32"))
-                feature_dtype = torch.float16 if stored == "float16" else torch.float32
-            table = np.zeros((V * NUM_VIEWS + 1, D), dtype=np.float32)
-            for s, g in enumerate(graphs):
-                for k, vp in enumerate(g.viewpoints):
-                    row = (offsets[s] + k) * NUM_VIEWS
-                    table[row:row + NUM_VIEWS] = task.visual(g.scan, vp)
-            self.features_flat = torch.as_tensor(table, device=dev).to(feature_dtype)
-        #: [V, 36, D] view of the flat table (its extra last row is the zero feature of padding slots)
-        self.features = self.features_flat[: V * NUM_VIEWS].view(V, NUM_VIEWS, D)
+        # features: one table on the device, read by index (the observation copies rows of it,
+        # or, with observation="indices", the agent does)
+        self.feature_dim = task.feature_dim
+        stored = str(getattr(task.features, "attrs", {}).get("dtype", "float32"))
+        self.feature_table = FeatureTable.build(graphs, task.visual if task.features is not None else None,
+                                                task.feature_dim, VIEW_ANGLES, dev, feature_dtype, stored)
         self._arangeB = torch.arange(self.num_envs, device=dev)
         self._arangeK = torch.arange(self.K, device=dev)
         # 0-d constants: torch.where with Python scalars converts them on every call
@@ -236,7 +242,6 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self._c_trash = torch.tensor(self.max_steps + 1, dtype=torch.long, device=dev)
         self._tile = torch.zeros((4, ANGLE_FEATURE_SIZE), dtype=torch.float32, device=dev)
         self._tile[torch.arange(ANGLE_FEATURE_SIZE) % 4, torch.arange(ANGLE_FEATURE_SIZE)] = 1.0
-        self._no_visual = torch.zeros((self.num_envs, NUM_VIEWS, 0), dtype=torch.float32, device=dev)
 
     def _new_order(self) -> np.ndarray:
         n = len(self.task.episodes)
@@ -376,39 +381,45 @@ class BatchedNavEnv(gym.vector.VectorEnv):
         self._d64 = torch.where(self._has_goal, d, self._c_inf)
         self._mask = self._arangeK[None, :] <= self._n[:, None]
 
-    def _observe(self) -> dict[str, torch.Tensor]:
-        cur, view, n = self.cur, self.view, self._n
-        base = self.slot_angle.index_select(0, cur * HEADING_COUNT + view % HEADING_COUNT)  # [B, K, 4]
-        B, K, D = base.shape[0], base.shape[1], self.feature_dim
-        # [visual[view] (padding -> the zero row), [sin h, cos h, sin e, cos e] x 32], written
-        # straight into the output (torch's repeat/cat would add passes over the data)
+    def _candidate_angles(self) -> torch.Tensor:
+        """``[B, K, 128]`` angle features of the candidate slots (STOP and padding: zeros)."""
+        base = self.slot_angle.index_select(0, self.cur * HEADING_COUNT + self.view % HEADING_COUNT)  # [B, K, 4]
+        B, K = base.shape[0], base.shape[1]
+        # [sin h, cos h, sin e, cos e] x 32 from the 4-wide base of the view tables
         if self.device.type == "cpu":
             # tiling as a product with a 0/1 matrix: exact (x*1 + 0s), and far faster on CPU than
             # a strided copy; not on CUDA, where TF32 matmuls would round the features
-            ang = torch.mm(base.reshape(B * K, 4), self._tile).view(B, K, ANGLE_FEATURE_SIZE)
-            if not D:
-                cands = ang
-            else:
-                cands = torch.empty((B, K, D + ANGLE_FEATURE_SIZE), dtype=torch.float32, device=self.device)
-                cands[..., D:].copy_(ang)
-        else:
-            cands = torch.empty((B, K, D + ANGLE_FEATURE_SIZE), dtype=torch.float32, device=self.device)
-            cands[..., D:].view(B, K, ANGLE_FEATURE_SIZE // 4, 4).copy_(
-                base.unsqueeze(2).expand(B, K, ANGLE_FEATURE_SIZE // 4, 4))
-        if D:
-            rows = self.slot_view.index_select(0, cur).view(-1)
-            cands[..., :D].copy_(self.features_flat.index_select(0, rows).view(B, K, D))
-        visual = self.features.index_select(0, cur) if D else self._no_visual  # [B, 36, D]
-        return {
+            return torch.mm(base.reshape(B * K, 4), self._tile).view(B, K, ANGLE_FEATURE_SIZE)
+        return base.unsqueeze(2).expand(B, K, ANGLE_FEATURE_SIZE // 4, 4).reshape(B, K, ANGLE_FEATURE_SIZE)
+
+    def _observe(self) -> dict[str, torch.Tensor]:
+        cur, view, n = self.cur, self.view, self._n
+        rows = self.slot_view.index_select(0, cur)  # [B, K] feature-table row of each slot's view
+        angles = self._candidate_angles()
+        obs = {
             "instruction": self._instr,  # fixed per episode: gathered once at reset
             "instruction_length": self._instr_len,
-            "panorama": visual.float(),
-            "panorama_angles": self.view_angles.index_select(0, view),
-            "candidates": cands,
-            "candidate_mask": self._mask,
-            "num_candidates": n,
-            "view_index": view,
         }
+        if self.observation == "indices":
+            obs.update(viewpoint=cur, candidate_rows=rows, candidate_angles=angles)
+        else:
+            # the copied observation is the index one read through the table (one home)
+            table = self.feature_table
+            obs.update(panorama=table.panorama(cur), panorama_angles=table.panorama_angles(view),
+                       candidates=table.candidate_views(rows, angles).joined())
+        obs.update(candidate_mask=self._mask, num_candidates=n, view_index=view)
+        return obs
+
+    def _index_observation_space(self) -> spaces.Dict:
+        """The single-item space of ``observation="indices"`` (NavEnv's, features replaced by rows)."""
+        full = self.task.observation_space()
+        V = sum(len(self.task.graphs[s]) for s in self.task.scans)
+        keep = {k: v for k, v in full.spaces.items() if k not in ("panorama", "panorama_angles", "candidates")}
+        keep.update(
+            viewpoint=spaces.Box(0, max(V - 1, 0), shape=(), dtype=np.int64),
+            candidate_rows=spaces.Box(0, V * NUM_VIEWS, shape=(self.K,), dtype=np.int64),
+            candidate_angles=spaces.Box(-1.0, 1.0, shape=(self.K, ANGLE_FEATURE_SIZE), dtype=np.float32))
+        return spaces.Dict(keep)
 
     def _info(self) -> dict[str, Any]:
         teacher = self._teacher_raw

@@ -75,13 +75,46 @@ def test_batched_equals_single_on_tiny_world_with_features(tmp_path: Path) -> No
     batched = BatchedNavEnv(conn, train, feats, num_envs=6, max_steps=6)
     ids = [e.instr_id for e in batched.episodes]
     single = [NavEnv(conn, train, feats, max_steps=6) for _ in ids]
-    assert batched.features.dtype == torch.float16  # the store's dtype, kept losslessly
+    assert batched.feature_table.flat.dtype == torch.float16  # the store's dtype, kept losslessly
     total = sum(_compare_random_rollout(single, batched, ids, seed) for seed in range(8))
     assert total > 100
     assert batched.trajectories()[5] is None and batched.instr_ids()[5] is None  # unused slot
     # test split: no goal, no teacher, zero rewards
     bt = BatchedNavEnv(conn, test, num_envs=2)
     _compare_random_rollout([NavEnv(conn, test)], bt, ["9_0"], seed=1)
+
+
+def test_index_observation_reads_the_copied_values_from_the_table(tmp_path: Path) -> None:
+    """observation="indices": the table rows the agent gathers are the copied observation's values."""
+    vps, train, _ = two_scan_world(tmp_path)
+    feats = write_features(tmp_path / "f.h5", vps, dim=8)
+    conn = tmp_path / "connectivity"
+    copied = BatchedNavEnv(conn, train, feats, num_envs=6, max_steps=6)
+    indexed = BatchedNavEnv(task=copied.task, num_envs=6, observation="indices")
+    assert indexed.single_observation_space.contains(
+        {k: v[0].numpy().astype(indexed.single_observation_space[k].dtype)
+         for k, v in indexed.reset(options={"episode_indices": [0]})[0].items()})
+    table = indexed.feature_table
+    rng = np.random.default_rng(0)
+    ids = [e.instr_id for e in copied.episodes]
+    for seed in range(4):
+        a, _ = copied.reset(options={"instr_ids": ids})
+        b, info = indexed.reset(options={"instr_ids": ids})
+        for _ in range(7):
+            assert set(b) == {"instruction", "instruction_length", "viewpoint", "candidate_rows", "candidate_angles",
+                              "candidate_mask", "num_candidates", "view_index"}
+            pano = table.panorama_views(b["viewpoint"], b["view_index"])
+            cand = table.candidate_views(b["candidate_rows"], b["candidate_angles"])
+            assert torch.equal(pano.visual, a["panorama"]) and torch.equal(pano.angle, a["panorama_angles"])
+            assert torch.equal(cand.joined(), a["candidates"])  # bit-identical, STOP/padding rows zero
+            for key in ("instruction", "candidate_mask", "num_candidates", "view_index"):
+                assert torch.equal(a[key], b[key]), key
+            acts = torch.as_tensor(rng.integers(0, copied.K, size=6))
+            a, ra, *_ = copied.step(acts)
+            b, rb, _, _, info = indexed.step(acts)
+            assert torch.equal(ra, rb)
+    with pytest.raises(ValueError, match="observation"):
+        BatchedNavEnv(task=copied.task, observation="pixels")
 
 
 def test_batched_equals_single_on_real_graphs(shared_connectivity: Path, shared_r2r_train: Path) -> None:

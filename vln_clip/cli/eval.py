@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vln_clip.errors import DataError, MissingResourceError
-
 from vln_clip.agents.baselines import AGENTS
 
 from .common import add_parser, friendly_os_errors, positive_int
@@ -66,39 +64,6 @@ def resolve_connectivity(args: argparse.Namespace) -> Path:
     return resolve(args.connectivity, args.data_dir)
 
 
-def drop_filtered_languages(preds: list, split: Path, episodes: list, languages: list[str] | None) -> list:
-    """With --languages, ignore predictions for the split's instructions in other languages.
-
-    Ids that are in no language of the split stay, so validation still reports them as unknown.
-    """
-    if not languages:
-        return preds
-    from vln_clip.episodes import read_episodes
-
-    everything = {ep.instr_id for ep in read_episodes(split)}
-    kept = {ep.instr_id for ep in episodes}
-    return [p for p in preds if p.instr_id in kept or p.instr_id not in everything]
-
-
-def load_inference() -> Any:
-    """``vln_clip.agents.inference.predict_trajectories``, or a clear error when it is absent."""
-    import importlib
-
-    try:
-        inference = importlib.import_module("vln_clip.agents.inference")
-    except ModuleNotFoundError as exc:
-        if exc.name == "vln_clip.agents.inference":
-            raise MissingResourceError(
-                "checkpoint inference is not available: vln_clip.agents.inference is missing from this "
-                "installation (it comes with the follower trainer); score a predictions file instead"
-            ) from exc
-        raise
-    if not hasattr(inference, "predict_trajectories"):
-        raise MissingResourceError("vln_clip.agents.inference has no predict_trajectories(checkpoint, split_file, "
-                                   "connectivity_dir, features=None, batch_size=64); update vln-clip")
-    return inference.predict_trajectories
-
-
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = add_parser(sub, "eval", "score predictions, baseline agents or checkpoints (SR, SPL, nDTW, SDTW, CLS)",
                    EXAMPLES,
@@ -127,88 +92,27 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.set_defaults(func=friendly_os_errors(run))
 
 
-def _load_episodes(args: argparse.Namespace, split: Path) -> list:
-    from vln_clip.episodes import read_episodes
+def split_source(args: argparse.Namespace) -> Any:
+    """The --split-file / --split / --dataset / --data-dir / --connectivity / --languages arguments."""
+    from vln_clip.eval.jobs import SplitSource
 
-    episodes = read_episodes(split, args.languages)
-    if not episodes:
-        raise DataError(f"{split}: no episodes (after the --languages filter)")
-    if args.limit is not None:
-        episodes = episodes[: args.limit]
-    return episodes
+    return SplitSource(args.split_file, args.split, args.dataset, args.data_dir, args.connectivity, args.languages)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vln_clip.eval.formats import paths_of, predictions_from_dicts, read_predictions, write_predictions
-    from vln_clip.eval.metrics import score_paths
-    from vln_clip.eval.validation import validate_predictions
-    from vln_clip.graph import GraphStore
+    from vln_clip.eval.jobs import EvalConfig, TrajectorySource, evaluate
 
-    from vln_clip.eval.inputs import check_split, follower_store
-
-    sources = [x for x in (args.predictions, args.agent, args.checkpoint) if x]
-    if len(sources) != 1:
-        raise DataError("give exactly one of PREDS (a predictions file), --agent NAME or --checkpoint CKPT")
-    if args.report:
-        from vln_clip.eval.report import check_report_dir
-
-        check_report_dir(args.report)
-    split = resolve_split(args)
-    connectivity = resolve_connectivity(args)
-    graphs = GraphStore(connectivity)
-    episodes = _load_episodes(args, split)
-    check_split(episodes, graphs, split)
-    if not all(ep.has_goal for ep in episodes):
-        raise DataError(f"{split}: this split has no goals (a test split), so it cannot be scored; "
-                        "use `vln-clip submit --check` to validate predictions for it")
-
-    if args.predictions:
-        preds = drop_filtered_languages(read_predictions(args.predictions), split, episodes, args.languages)
-        source = str(args.predictions)
-        if args.limit is not None:  # the file covers the whole split; keep the first N
-            wanted = {ep.instr_id for ep in episodes}
-            preds = [p for p in preds if p.instr_id in wanted]
-        if args.allow_missing:
-            present = {p.instr_id for p in preds}
-            episodes = [ep for ep in episodes if ep.instr_id in present]
-            if not episodes:
-                raise DataError(f"{source}: none of the predicted instr_ids is in {split}")
-    else:
-        if args.agent:
-            from vln_clip.agents.baselines import run_baseline
-
-            rows = run_baseline(args.agent, episodes, connectivity, features=args.features,
-                                batch_size=args.batch_size, seed=args.seed)
-            source = f"{args.agent} agent"
-        else:
-            predict = load_inference()
-            if args.limit is not None:
-                raise DataError("--limit is not supported with --checkpoint; use a smaller split file")
-            store = follower_store(args.checkpoint, args.features)
-            rows = predict(args.checkpoint, str(split), str(connectivity), features=str(store) if store else None,
-                           batch_size=args.batch_size)
-            source = f"checkpoint {args.checkpoint}"
-        preds = predictions_from_dicts(rows, source)
-        if args.checkpoint:  # a single-language RxR follower predicts only its language
-            predicted = {p.instr_id for p in preds}
-            langs = {ep.language for ep in episodes if ep.instr_id in predicted}
-            episodes = [ep for ep in episodes if ep.language in langs]
-        if args.out:
-            fmt = "rxr" if str(args.out).endswith((".jsonl", ".jsonl.gz")) else "r2r"
-            write_predictions(args.out, preds, fmt)
-    validate_predictions(preds, episodes, graphs, source=source)
-    result = score_paths(paths_of(preds), episodes, graphs, require_all=True)
-    summary = result.summary()
-    if args.report:
-        from vln_clip.eval.report import write_report
-
-        files = write_report(args.report, result)
-        if not args.json:
-            print(f"report: {', '.join(str(f) for f in files.values())}", file=sys.stderr)
+    config = EvalConfig(split_source(args), TrajectorySource(args.predictions, args.agent, args.checkpoint,
+                                                             args.features, args.batch_size, args.seed),
+                        limit=args.limit, allow_missing=args.allow_missing, out=args.out, report=args.report)
+    done = evaluate(config)
+    summary = done.summary
+    if done.report_files and not args.json:
+        print(f"report: {', '.join(str(f) for f in done.report_files.values())}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary))
     else:
-        print_table(summary, title=f"{source} on {split.name} ({summary['episodes']} instructions)")
+        print_table(summary, title=f"{done.source} on {done.split.name} ({summary['episodes']} instructions)")
     return 0
 
 

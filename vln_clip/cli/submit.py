@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from vln_clip.agents.baselines import AGENTS, NEEDS_GOAL
-from vln_clip.errors import DataError
 
 from .common import add_parser, friendly_os_errors, positive_int
-from .eval import add_split_arguments, drop_filtered_languages, load_inference, resolve_connectivity, resolve_split
+from .eval import add_split_arguments, split_source
 
 EXAMPLES = [
     "vln-clip submit --check preds_test.json --split-file data/r2r/R2R_test.json --connectivity connectivity/",
@@ -52,45 +50,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    from vln_clip.episodes import read_episodes
-    from vln_clip.eval.formats import predictions_from_dicts, read_predictions, write_predictions
-    from vln_clip.eval.validation import validate_predictions
-    from vln_clip.graph import GraphStore
+    from vln_clip.eval.jobs import SubmitConfig, TrajectorySource, submit
 
-    from vln_clip.eval.inputs import check_split, follower_store
-
-    split = resolve_split(args)
-    connectivity = resolve_connectivity(args)
-    graphs = GraphStore(connectivity)
-    episodes = read_episodes(split, args.languages)
-    if not episodes:
-        raise DataError(f"{split}: no episodes (after the --languages filter)")
-    check_split(episodes, graphs, split)
-    if not args.check and not args.out:  # fail before minutes of decoding, not after
-        raise DataError("--out FILE is required to export a submission (or use --check PREDS to only validate)")
-    if args.check or args.predictions:
-        source = args.check or args.predictions
-        preds = drop_filtered_languages(read_predictions(source), split, episodes, args.languages)
-    elif args.agent:
-        from vln_clip.agents.baselines import run_baseline
-
-        rows = run_baseline(args.agent, episodes, connectivity, batch_size=args.batch_size, seed=args.seed)
-        source = f"{args.agent} agent"
-        preds = predictions_from_dicts(rows, source)
+    source = TrajectorySource(args.check or args.predictions, args.agent, args.checkpoint, args.features,
+                              args.batch_size, args.seed)
+    done = submit(SubmitConfig(split_source(args), source, check=bool(args.check), out=args.out, format=args.format))
+    if done.out is None:
+        print(f"{done.source}: valid ({len(done.predictions)} trajectories for {done.episodes} instructions of "
+              f"{done.split.name})")
     else:
-        predict = load_inference()
-        store = follower_store(args.checkpoint, args.features)
-        rows = predict(args.checkpoint, str(split), str(connectivity), features=str(store) if store else None,
-                       batch_size=args.batch_size)
-        source = f"checkpoint {args.checkpoint}"
-        preds = predictions_from_dicts(rows, source)
-    validate_predictions(preds, episodes, graphs, source=str(source))
-    if args.check:
-        print(f"{source}: valid ({len(preds)} trajectories for {len(episodes)} instructions of {split.name})")
-        return 0
-    fmt = args.format or ("rxr" if split.name.endswith((".jsonl", ".jsonl.gz")) else "r2r")
-    order = {ep.instr_id: n for n, ep in enumerate(episodes)}
-    preds = sorted(preds, key=lambda p: order[p.instr_id])
-    write_predictions(args.out, preds, fmt)
-    print(f"wrote {Path(args.out)} ({fmt} format, {len(preds)} trajectories)", file=sys.stderr)
+        print(f"wrote {done.out} ({done.format} format, {len(done.predictions)} trajectories)", file=sys.stderr)
     return 0

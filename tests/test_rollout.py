@@ -346,3 +346,24 @@ def test_overruled_agent_follows_the_path_really_taken(follower_run):
     setup.player.undo()
     np.testing.assert_allclose([c.prob for c in setup.player.current.candidates],
                                [c.prob for c in first.candidates], atol=1e-6)
+
+
+def test_policy_names_have_one_home():
+    """--policy's choices and open_rollout's helpers are vln_clip.actors' names, not a copy."""
+    import argparse
+
+    from vln_clip.actors import HELPERS, POLICIES, resolve_policy
+    from vln_clip.errors import DataError
+    from vln_clip.cli import rollout as cli_rollout
+
+    parser = argparse.ArgumentParser()
+    cli_rollout.register(parser.add_subparsers())
+    action = next(a for a in parser._subparsers._group_actions[0].choices["rollout"]._actions if a.dest == "policy")
+    assert tuple(action.choices) == POLICIES == ("human",) + HELPERS
+    assert resolve_policy(None, False, None) == ("teacher", False, "teacher")
+    assert resolve_policy(None, False, "f.pt") == ("agent", False, "agent")
+    assert resolve_policy("human", False, "f.pt") == ("human", True, "agent")
+    with pytest.raises(DataError, match="--checkpoint"):
+        resolve_policy("agent", False, None)
+    with pytest.raises(DataError, match="unknown policy"):
+        resolve_policy("robot", False, None)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from vln_clip.actors import HELPERS
 from vln_clip.agents.inference import load_policy
 from vln_clip.envs import NavEnv
 from vln_clip.envs.panorama import scan_panorama
@@ -35,9 +36,6 @@ from vln_clip.geometry import nearest_view
 from vln_clip.graph import GraphStore, NavGraph
 from vln_clip.task import MAX_ACTIONS
 from vln_clip.tokenizers import tokenize
-
-POLICIES = ("human", "agent", "teacher", "random")
-
 
 # ----------------------------------------------------------------------------------------
 # What a step looks like
@@ -498,8 +496,8 @@ def open_rollout(split_file: str | Path, connectivity: str | Path, instr_id: str
     environment uses its vocabulary and feature store (``features``, else the store it was
     trained with, checked by :func:`vln_clip.eval.inputs.follower_store`).
     """
-    if helper not in ("agent", "teacher", "random"):
-        raise DataError(f"unknown helper {helper!r}; choose agent, teacher or random")
+    if helper not in HELPERS:
+        raise DataError(f"unknown helper {helper!r}; choose one of {', '.join(HELPERS)}")
     graphs = GraphStore(connectivity)
     episode = pick_episode(split_file, instr_id)
     shadow = None

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from vln_clip.actors import POLICIES, resolve_policy
 from vln_clip.task import MAX_ACTIONS
 
 from .common import add_parser, friendly_os_errors, positive_int
@@ -37,7 +38,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--features", help="feature store (.h5) for the agent; default: the checkpoint's")
     p.add_argument("--skybox-dir", help="folder with <scan>/matterport_skybox_images/ to draw the views faced")
     p.add_argument("--out", help="write topdown.png, topdown.gif, views.png, report.html, rollout.json here")
-    p.add_argument("--policy", choices=("human", "agent", "teacher", "random"), default=None,
+    p.add_argument("--policy", choices=POLICIES, default=None,
                    help="who acts (default: agent with --checkpoint, else teacher; human implies --interactive). "
                         "In interactive mode this is who acts when you press Enter")
     p.add_argument("--interactive", action="store_true", help="drive the episode yourself from the terminal")
@@ -49,20 +50,6 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 MAX_STEPS = MAX_ACTIONS
-
-
-def resolve_policy(policy: str | None, interactive: bool, checkpoint: str | None) -> tuple[str, bool, str]:
-    """(who acts on Enter / every step, interactive?, the helper's name)."""
-    from vln_clip.errors import DataError
-
-    if policy == "human":
-        return "human", True, "agent" if checkpoint else "teacher"
-    if policy is None:
-        policy = "agent" if checkpoint else "teacher"
-    if policy == "agent" and not checkpoint:
-        raise DataError("--policy agent needs --checkpoint CKPT (a follower checkpoint from `vln-clip train`); "
-                        "without one use --policy teacher, random or human")
-    return policy, interactive, policy
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from .common import add_parser, friendly_os_errors, nonnegative_int, positive_in
 
 EXAMPLES = [
     "vln-clip demo --out runs/demo",
-    "vln-clip demo --out runs/demo --houses 12 --iters 1500     # bigger, slower",
+    "vln-clip demo --out runs/demo --houses 40 --iters 3000 --image-size 112     # bigger, slower",
     "vln-clip demo --out runs/demo --encoder clip_res50 --no-vision-free",
     "vln-clip demo --out runs/demo        # again: finished stages are reused",
 ]
@@ -24,7 +24,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "Synthesize a world, extract CLIP features (random weights unless real ones are on this machine: "
         "said plainly), train a follower (and a vision-free control), evaluate on val_unseen against the "
         "random and shortest-path baselines, export a test submission in the R2R leaderboard format and "
-        "draw one rollout. The defaults take over 10 minutes on 2 CPU cores (feature extraction alone about 11 minutes, measured; docs/demo.md). Re-running "
+        "draw one rollout. The defaults took 8 min 50 s on 2 CPU cores (measured, docs/demo.md). Re-running "
         "with the same --out reuses finished stages. The last line printed is a JSON object with the "
         "val_unseen metrics of each agent."))
     d = DemoConfig()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from vln_clip.study.budgets import BUDGET_HELP, BUDGETS
+
 from .common import add_parser, positive_int
 
 
@@ -23,8 +25,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                                "Writes OUT/results.json, OUT/results.md and OUT/bars.png (paired bootstrap CIs).")
     e.add_argument("--world", required=True, help="a synthetic world (vln-clip data synth --out DIR)")
     e.add_argument("--out", required=True)
-    e.add_argument("--budget", choices=("test", "small", "full"), default="small",
-                   help="small: hours on 2 CPU cores; full: a GPU; test: minutes, numbers meaningless")
+    e.add_argument("--budget", choices=tuple(BUDGETS), default="small", help=BUDGET_HELP)
     e.add_argument("--vl", help="its synthetic V&L world (default OUT/vl, generated from --world)")
     e.add_argument("--arms", nargs="+", default=["contrastive", "classification", "random"])
     e.add_argument("--tasks", nargs="+", default=["vln", "vqa", "caption"])

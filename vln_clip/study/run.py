@@ -45,37 +45,14 @@ from vln_clip.eval.paired import mean_interval, paired_bootstrap
 from vln_clip.eval.vqa_accuracy import score_items
 from vln_clip.io import atomic_path, read_json, write_json
 
+from .budgets import BUDGETS
+
 ARMS = ("contrastive", "classification", "random")
 TASKS = ("vln", "vqa", "caption")
 #: pairs reported, in the paper's expected order (contrastive > classification > random)
 PAIRS = (("contrastive", "classification"), ("contrastive", "random"), ("classification", "random"))
 
 
-@dataclass(frozen=True)
-class Budget:
-    """How much each stage trains. ``test`` is for the test suite (minutes on 2 cores, numbers
-    meaningless); ``small`` fits an afternoon on 2 CPU cores; ``full`` wants a GPU."""
-
-    encoder_iters: int
-    encoder_batch: int
-    image_size: int
-    grid_short: int
-    grid_long: int
-    vln_iters: int
-    vln_batch: int
-    vqa_iters: int
-    vqa_preset: str
-    caption_iters: int
-    caption_preset: str
-    eval_every: int
-    vln_eval_limit: int | None = None  # validation episodes during VLN training (None = all)
-
-
-BUDGETS: dict[str, Budget] = {
-    "test": Budget(12, 16, 64, 64, 96, 12, 8, 12, "tiny", 12, "tiny", 6, vln_eval_limit=16),
-    "small": Budget(1500, 64, 128, 128, 224, 1500, 32, 1500, "tiny", 1500, "tiny", 250),
-    "full": Budget(20000, 256, 224, 384, 640, 20000, 64, 20000, "small", 20000, "recipe", 1000),
-}
 
 
 @dataclass

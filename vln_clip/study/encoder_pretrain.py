@@ -347,6 +347,7 @@ def pretrain_encoder(config: EncoderPretrainConfig, loop: LoopConfig, out: str |
         torch.save(payload, tmp)
     report = encoder_quality(str(out), config.data, config.image_size)
     report.update({"objective": config.objective, "arch": config.arch, "updates": payload["step"],
+                   "trained_updates": result.step,  # "updates": the exported (best-validation) one
                    "train_seconds": payload["train_seconds"]})
     return report
 

@@ -368,9 +368,12 @@ def _write_markdown(path: Path, r: dict[str, Any]) -> None:
     if r["quality"]:
         lines += ["", "Encoder quality on val images:", "", "| arm | probe room | zero-shot room | label accuracy |",
                   "|---|---|---|---|"]
+        def cell(q: dict[str, Any], key: str) -> str:
+            return f"{q[key]:.3f}" if key in q else "-"  # not defined for this arm (no text tower, no labels)
+
         for arm, q in r["quality"].items():
-            lines.append(f"| {arm} | {q.get('probe_room', float('nan')):.3f} | "
-                         f"{q.get('zero_shot_room', float('nan')):.3f} | {q.get('room_accuracy', float('nan')):.3f} |")
+            lines.append(f"| {arm} | {cell(q, 'probe_room')} | {cell(q, 'zero_shot_room')} | "
+                         f"{cell(q, 'room_accuracy')} |")
     with atomic_path(path) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
 

@@ -50,11 +50,30 @@ def hop_counts(graph: NavGraph, max_hops: int) -> np.ndarray:
     return hops
 
 
+def check_aug_options(per_scan: int, min_edges: int, max_edges: int, min_distance: float) -> None:
+    """The sampling options make sense; raises :class:`DataError` naming the option and the fix.
+
+    ``per_scan`` is a slice bound: a negative one would mean "all but the last N" pairs and
+    write thousands of paths; an empty edge range or ``per_scan`` 0 would write an empty file
+    that only fails later, in back-translation.
+    """
+    if per_scan < 1:
+        raise DataError(f"--per-scan {per_scan}: must be a positive integer (paths sampled per scan)")
+    if min_edges < 1:
+        raise DataError(f"--min-edges {min_edges}: a path needs at least 1 edge")
+    if max_edges < min_edges:
+        raise DataError(f"--min-edges {min_edges} --max-edges {max_edges}: the range is empty; "
+                        "give --max-edges >= --min-edges (R2R: 4 to 6)")
+    if not min_distance >= 0.0:
+        raise DataError(f"--min-distance {min_distance}: must be zero or more metres")
+
+
 def sample_aug_paths(graphs: GraphStore, scans: Iterable[str], per_scan: int, seed: int = 0,
                      min_edges: int = 4, max_edges: int = 6, min_distance: float = 5.0,
                      exclude: Iterable[tuple[str, str, str]] = (),
                      path_id_offset: int = AUG_PATH_ID_OFFSET) -> list[dict[str, Any]]:
     """Up to ``per_scan`` new shortest paths per scan with R2R's statistics (see module doc)."""
+    check_aug_options(per_scan, min_edges, max_edges, min_distance)
     rng = np.random.default_rng(seed)
     excluded = set(exclude)
     out: list[dict[str, Any]] = []
@@ -86,6 +105,7 @@ def write_aug_paths(connectivity: str | os.PathLike[str], scans_from: str | os.P
                     out: str | os.PathLike[str], per_scan: int = 500, seed: int = 0,
                     min_edges: int = 4, max_edges: int = 6, min_distance: float = 5.0) -> dict[str, Any]:
     """Sample paths in the scans of ``scans_from`` (an R2R JSON or RxR guide file) and write them."""
+    check_aug_options(per_scan, min_edges, max_edges, min_distance)
     graphs = GraphStore(connectivity)
     episodes = read_episodes(scans_from)
     if not episodes:

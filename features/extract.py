@@ -291,6 +291,19 @@ def store_attrs(cfg: ExtractConfig, encoder: Any, size: int) -> dict[str, Any]:
             "vln_clip_version": __version__}
 
 
+def check_counts(*options: tuple[str, int | None, int]) -> None:
+    """Each ``(flag, value, least)`` given (not None) is an integer of at least ``least``.
+
+    Why: these values become slice bounds, tensor sizes and worker counts; ``--limit -1``
+    would silently extract all panoramas but the last, ``--image-size -5`` or ``--workers -1``
+    would end in a traceback deep inside torch.
+    """
+    for flag, value, least in options:
+        if value is not None and value < least:
+            what = "a positive integer" if least == 1 else f"an integer >= {least}"
+            raise DataError(f"{flag} {value}: must be {what}")
+
+
 def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = None,
                    encoder: Any = None) -> Path:
     """Extract (or finish extracting) ``cfg.out``; returns its path.
@@ -305,8 +318,8 @@ def run_extraction(cfg: ExtractConfig, on_batch: Callable[[int], None] | None = 
         raise DataError("extraction needs --connectivity DIR (the panorama list and pose rotations)")
     if cfg.source != "mattersim" and cfg.skybox_dir is None:
         raise DataError("--skybox-dir DIR is required: the folder holding <scan>/matterport_skybox_images")
-    if cfg.batch_panoramas < 1:
-        raise DataError(f"--batch-panoramas must be >= 1, got {cfg.batch_panoramas}")
+    check_counts(("--batch-panoramas", cfg.batch_panoramas, 1), ("--image-size", cfg.image_size, 1),
+                 ("--limit", cfg.limit, 1), ("--workers", cfg.workers, 0), ("--face-size", cfg.face_size, 0))
     get_spec(cfg.encoder)  # unknown names fail before any file work
     rank, world, local_rank = dist_info()
     out = Path(cfg.out)

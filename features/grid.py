@@ -51,7 +51,7 @@ from vln_clip import __version__
 from vln_clip.encoders import get_spec
 from vln_clip.errors import DataError
 
-from .extract import autocast_context, dist_info, pick_device, prepare_merge, ready_encoder, wait_for_ranks
+from .extract import autocast_context, check_counts, dist_info, pick_device, prepare_merge, ready_encoder, wait_for_ranks
 from .store import FeatureJournal, FeatureStore, build_store, journal_dir, read_part_keys
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -338,8 +338,7 @@ def extract_grid(cfg: GridConfig, on_batch: Callable[[int], None] | None = None,
     rule = (cfg.rule or default_rule(cfg.encoder, cfg.pooled)).validate()
     if rule.stride != spec.stride:
         raise DataError(f"resolution rule stride {rule.stride} differs from {spec.name}'s stride {spec.stride}")
-    if cfg.batch_size is not None and cfg.batch_size < 1:
-        raise DataError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    check_counts(("--batch-size", cfg.batch_size, 1), ("--limit", cfg.limit, 1), ("--workers", cfg.workers, 0))
     if cfg.l2_normalize and not cfg.pooled:
         raise DataError("--l2-normalize applies to --pooled embeddings only (grids are stored as computed)")
     rank, world, local_rank = dist_info()

@@ -66,6 +66,15 @@ class ViewSpec:
     height: int = VIEW_HEIGHT
     vfov_deg: float = VIEW_VFOV_DEG
 
+    def __post_init__(self) -> None:
+        # a 0-pixel or 0-degree camera renders nothing (or NaN rays) without any error
+        for name, value in (("width", self.width), ("height", self.height)):
+            if not value >= 1:
+                raise DataError(f"view {name} {value!r} (--{name}): must be a positive number of pixels")
+        if not 0.0 < float(self.vfov_deg) < 180.0:
+            raise DataError(f"view VFOV {self.vfov_deg!r} degrees (--vfov): must be between 0 and 180 "
+                            "(MatterSim's discretized views: 60)")
+
     @property
     def vfov(self) -> float:
         return math.radians(self.vfov_deg)

@@ -166,6 +166,70 @@ def test_eval_report_onto_an_existing_file(world, capsys, tmp_path):
     assert rc == 2 and "is an existing file" in text and report.read_text() == "keep me"
 
 
+# Counts that are slice bounds: a negative one used to mean "all but the last N" (the `eval
+# --limit -3` mistake again), zero an empty output that only failed later.
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--limit", "-1"], "--limit -1: must be a positive integer"),
+    (["--limit", "0"], "--limit 0: must be a positive integer"),
+    (["--image-size", "-5"], "--image-size -5: must be a positive integer"),
+    (["--workers", "-1"], "--workers -1: must be an integer >= 0"),
+    (["--face-size", "-1"], "--face-size -1: must be an integer >= 0"),
+    (["--width", "0"], r"view width 0 \(--width\): must be a positive number of pixels"),
+    (["--vfov", "0"], r"view VFOV 0.0 degrees \(--vfov\): must be between 0 and 180"),
+])
+def test_feature_extraction_counts_are_checked_before_any_work(world, capsys, tmp_path, extra, message):
+    import re
+
+    out = tmp_path / "f.h5"
+    rc, text = _run(capsys, ["features", "extract", "--encoder", "clip_vit_b32", "--random-weights",
+                             "--skybox-dir", str(tmp_path), "--connectivity", str(world["conn"]),
+                             "--out", str(out), "--no-progress", *extra])
+    assert rc == 2 and re.search(message, text) and "Traceback" not in text
+    assert not any(p.name.startswith("f.h5") for p in tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--limit", "-1"], "--limit -1: must be a positive integer"),
+    (["--workers", "-2"], "--workers -2: must be an integer >= 0"),
+])
+def test_grid_extraction_counts_are_checked(capsys, tmp_path, extra, message):
+    rc, text = _run(capsys, ["features", "grid", "--encoder", "clip_vit_b32", "--random-weights", "--images",
+                             str(tmp_path), "--out", str(tmp_path / "g.h5"), "--no-progress", *extra])
+    assert rc == 2 and message in text
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--per-scan", "-2"], "--per-scan -2: must be a positive integer"),
+    (["--per-scan", "0"], "--per-scan 0: must be a positive integer"),
+    (["--min-edges", "5", "--max-edges", "2"], "--min-edges 5 --max-edges 2: the range is empty"),
+    (["--min-edges", "-1"], "--min-edges -1: a path needs at least 1 edge"),
+    (["--min-distance", "-3"], "--min-distance -3.0: must be zero or more metres"),
+])
+def test_aug_paths_options(world, capsys, tmp_path, extra, message):
+    out = tmp_path / "aug.json"
+    rc, text = _run(capsys, ["data", "aug-paths", "--connectivity", str(world["conn"]), "--scans-from",
+                             str(world["split"]), "--out", str(out), *extra])
+    assert rc == 2 and message in text and not out.exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("paths_per_house", -3, "--paths-per-house -3: must be a positive integer"),
+    ("paths_per_house", 0, "--paths-per-house 0: must be a positive integer"),
+    ("val_seen_per_house", -1, "--val-seen-per-house -1: must be a positive integer"),
+    ("rxr_paths_per_house", 0, "--rxr-paths-per-house 0: must be a positive integer"),
+    ("min_distance", -1.0, "--min-distance -1.0: must be zero or more metres"),
+    ("jpeg_quality", 500, "--jpeg-quality 500: must be between 1 and 100"),
+])
+def test_synthetic_world_options(tmp_path, option, value, message):
+    from vln_clip.synth import generate_world
+
+    with pytest.raises(DataError, match=message):
+        generate_world(tmp_path / "w", houses=3, face_size=8, render=False, **{option: value})
+    assert not (tmp_path / "w").exists()
+
+
 # ----------------------------------------------------------------------------------------
 # Feature stores of another encoder or width
 
@@ -220,6 +284,18 @@ def test_resume_a_speaker_as_a_follower_and_a_store_of_another_width(tmp_path):
     assert check_resume(Path("last.pt"), ckpt, cfg, None) == ["resuming the speaker run of last.pt"]
     with pytest.raises(DataError, match="dimension 8 but last.pt was trained on 16-d"):
         check_resume(Path("last.pt"), {"extra": {"feature_dim": 16}}, cfg, None)
+
+
+def test_resume_with_a_store_of_another_encoder_of_the_same_width(tmp_path):
+    from vln_clip.cli.train_checks import check_resume
+
+    rn101 = _store(tmp_path / "rn101.h5", "clip_res101", 8)  # RN101 and ViT-B/32 are both 512-d
+    cfg = SimpleNamespace(agent="follower", no_vision=False, features=str(rn101), encoder="clip_vit_b32",
+                          data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="holds clip_res101 features but last.pt was trained on clip_vit_b32"):
+        check_resume(Path("last.pt"), {"extra": {"feature_dim": 8}}, cfg, None)
+    cfg.features = str(_store(tmp_path / "vit_pca.h5", "clip_vit_b32", 8))  # a PCA store keeps the name
+    assert check_resume(Path("last.pt"), {"extra": {"feature_dim": 8}}, cfg, None) == []
 
 
 def test_real_data_training_without_data_points_to_the_readme(tmp_path):

@@ -67,7 +67,7 @@ def check_resume(path: Path, ckpt: dict[str, Any], cfg: Any, agent: str | None) 
     ``agent`` is ``--agent`` as given (None when not given): asking for a follower while the
     checkpoint holds a speaker run is an error, and when ``--agent`` is not given the note
     says which agent continues. The feature store the resumed run will read must have the
-    checkpoint's width.
+    checkpoint's width and, when it records one, its encoder.
     """
     notes: list[str] = []
     if agent is not None and agent != cfg.agent:
@@ -85,5 +85,12 @@ def check_resume(path: Path, ckpt: dict[str, Any], cfg: Any, agent: str | None) 
                 if int(store.dim) != width:
                     raise DataError(f"{store_path}: features have dimension {store.dim} but {path} was trained on "
                                     f"{width}-d {cfg.encoder} features; pass --features with the store it was "
+                                    "trained with")
+                # same width, another encoder (RN101 and ViT-B/32 are both 512-d): training would go
+                # on with features the model never saw, recorded under the checkpoint's encoder name
+                recorded = str(store.attrs.get("encoder") or "")
+                if recorded and cfg.encoder and recorded != cfg.encoder:
+                    raise DataError(f"{store_path}: holds {recorded} features but {path} was trained on "
+                                    f"{cfg.encoder} features; pass --features with the {cfg.encoder} store it was "
                                     "trained with")
     return notes

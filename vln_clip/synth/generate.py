@@ -459,6 +459,17 @@ def generate_world(out_dir: str | os.PathLike[str], houses: int = 6, seed: int =
         raise DataError(f"--two-floor-fraction {cfg.two_floor_fraction}: must be between 0 and 1")
     if not 2 <= cfg.min_edges <= cfg.max_edges:
         raise DataError(f"path edges {cfg.min_edges}..{cfg.max_edges}: need 2 <= min <= max")
+    # Counts are slice bounds further down: a negative one would silently mean "all but the
+    # last N" (thousands of paths), zero an empty split that only fails later, in training.
+    for flag, value in (("--paths-per-house", cfg.paths_per_house), ("--val-seen-per-house", cfg.val_seen_per_house),
+                        ("--rxr-paths-per-house", cfg.rxr_paths_per_house)):
+        if value < 1:
+            raise DataError(f"{flag} {value}: must be a positive integer (every split needs paths to train "
+                            "and validate on)")
+    if not cfg.min_distance >= 0.0:
+        raise DataError(f"--min-distance {cfg.min_distance}: must be zero or more metres")
+    if not 1 <= cfg.jpeg_quality <= 100:
+        raise DataError(f"--jpeg-quality {cfg.jpeg_quality}: must be between 1 and 100 (JPEG's scale)")
     root = Path(out_dir)
     paths = WorldPaths.at(root)
     previous: dict[str, Any] = {}

@@ -112,8 +112,9 @@ def _load_rows(path: Path) -> list[Any]:
             return whole
         if isinstance(whole, dict) and ("instr_id" in whole or "instruction_id" in whole):
             return [whole]  # JSON lines with a single line
-        kind = "null" if whole is None else type(whole).__name__
-        raise DataError(f"{path}: the top level is {'' if whole is None else 'a '}{kind}, not a list of "
+        kind = ("null" if whole is None else "a boolean" if isinstance(whole, bool) else "a string"
+                if isinstance(whole, str) else "a number" if isinstance(whole, (int, float)) else "an object")
+        raise DataError(f"{path}: the top level is {kind} (in JSON's terms), not a list of "
                         f"predictions; expected {LAYOUTS}")
     if stripped[0] == "[":
         exc = error

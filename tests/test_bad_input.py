@@ -77,12 +77,12 @@ def test_non_finite_headings_are_refused_in_lists_and_lines(tmp_path, value):
     assert not (tmp_path / "out.json").exists()
 
 
-@pytest.mark.parametrize("text, kind", [("null", "null"), ('{"preds": []}', "a dict"), ("3", "a int"),
-                                        ('"x"', "a str")])
+@pytest.mark.parametrize("text, kind", [("null", "null"), ('{"preds": []}', "an object"), ("3", "a number"),
+                                        ('"x"', "a string"), ("true", "a boolean")])
 def test_top_level_must_be_a_list(tmp_path, text, kind):
     path = tmp_path / "p.json"
     path.write_text(text)
-    with pytest.raises(DataError, match=f"the top level is {kind}, not a list of predictions"):
+    with pytest.raises(DataError, match=fr"the top level is {kind} \(in JSON's terms\), not a list of predictions"):
         read_predictions(path)
 
 

@@ -336,3 +336,31 @@ def test_paired_bootstrap_hand_values() -> None:
     assert same.diff == same.ci_low == same.ci_high == 0.0
     with pytest.raises(DataError, match="different items"):
         paired_bootstrap(a, {"x": 1.0})
+
+
+def test_grid_cells_standardised_on_training_images(world: Path, tmp_path: Path) -> None:
+    # Without it every cell token was one shared vector and the models ignored the image.
+    task = PretrainTask(_pretrain_cfg(world))
+    Trainer(task, _loop(tmp_path))
+    ve = task.model.visual_embeddings
+    assert not torch.equal(ve.cell_mean, torch.zeros_like(ve.cell_mean))
+    keys = list(dict.fromkeys(task.train_keys))[: task.model_setup.cell_calibration_images]
+    images, valid = collate_images(task.images.batch(keys), task.grid_encoder)
+    with torch.no_grad():
+        fmap = task.model.backbone(images)["grid"]
+    cells = fmap.flatten(2).transpose(1, 2)[valid.reshape(len(keys), -1)].double()
+    z = (cells - ve.cell_mean.double()) / ve.cell_std.double()
+    varying = cells.std(0) > 1e-6
+    assert z.mean(0).abs().max() < 1e-4
+    assert torch.allclose(z.std(0)[varying], torch.ones(int(varying.sum()), dtype=torch.float64), atol=1e-4)
+
+
+def test_checkpoint_without_cell_statistics_loads_as_identity() -> None:
+    enc = build_backbone(TINY)
+    model = CLIPViLp(enc, TransformerConfig(vocab_size=50, hidden=32, layers=1, heads=2, intermediate=64,
+                                            visual_dim=enc.spec.grid_channels), classes=3)
+    model.visual_embeddings.cell_mean.fill_(3.0)
+    old = {k: v for k, v in model.state_dict().items() if "cell_" not in k}  # written before the buffers
+    model.load_state_dict(old, strict=True)
+    assert torch.equal(model.visual_embeddings.cell_mean, torch.zeros_like(model.visual_embeddings.cell_mean))
+    assert torch.equal(model.visual_embeddings.cell_std, torch.ones_like(model.visual_embeddings.cell_std))

@@ -33,7 +33,7 @@ from .data import (PretrainExample, TaskData, TaskExample, image_dir, load_task,
                    qa_answer_vocab, qa_targets)
 from .images import ImageSource, ResizeRule, collate_images
 from .masking import IGNORE, MASK_PROB, MISMATCH_PROB, PRETRAIN_PATCHES, mask_words, mismatch_indices
-from .model import TRANSFORMER_PRESETS, CLIPViLp, TransformerConfig, load_bert_state
+from .model import TRANSFORMER_PRESETS, CLIPViLp, TransformerConfig, calibrate_cells, load_bert_state
 from .tokenizer import VOCAB_FILE, WordPieceTokenizer, train_wordpiece
 
 
@@ -78,6 +78,7 @@ class ModelSetup:
     cache_images: bool = False
     threads: int = 2
     bn_calibration_images: int = 256  # random-weight backbones only (see calibrate_batchnorm)
+    cell_calibration_images: int = 256  # grid-cell standardisation (see model.calibrate_cells); 0 = none
 
     def transformer_config(self, vocab_size: int, visual_dim: int) -> TransformerConfig:
         if self.transformer not in TRANSFORMER_PRESETS:
@@ -192,6 +193,11 @@ class _VLTask(Task):
             calibrate_batchnorm(backbone, batches)
         tcfg = m.transformer_config(self.tokenizer.vocab_size, backbone.spec.grid_channels)
         self.model = CLIPViLp(backbone, tcfg, pretrain_answers=pretrain_answers, classes=classes)
+        if m.cell_calibration_images > 0:  # a pre-trained core loaded afterwards brings its own
+            keys = list(dict.fromkeys(image_keys))[: m.cell_calibration_images]
+            backbone.eval()
+            calibrate_cells(self.model, [collate_images(self.images.batch(keys[i: i + 32]), self.grid_encoder)
+                                         for i in range(0, len(keys), 32)])
         if self.freeze:
             self.model.freeze_backbone()
         self.model.to(self.device)

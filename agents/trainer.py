@@ -268,6 +268,14 @@ def chosen_angle(cand: torch.Tensor | Views, action: torch.Tensor, feature_dim: 
     return angle.gather(1, action.view(-1, 1, 1).expand(-1, 1, angle.shape[2])).squeeze(1)
 
 
+def chosen_view(cand: torch.Tensor | Views, action: torch.Tensor) -> torch.Tensor:
+    """``[B, D + 128]`` joined feature of the chosen candidate (STOP: zeros); parts are picked
+    before they are joined, so no step builds the whole ``[B, K, D + 128]`` candidate tensor."""
+    parts = (cand.visual, cand.angle) if isinstance(cand, Views) else (cand,)
+    picked = [p.gather(1, action.view(-1, 1, 1).expand(-1, 1, p.shape[2])).squeeze(1) for p in parts]
+    return picked[0] if len(picked) == 1 else torch.cat(picked, dim=1)
+
+
 def _any_running(ended: torch.Tensor) -> bool:
     """Early exit only where it costs no device sync (CPU tensors)."""
     return ended.device.type != "cpu" or not bool(ended.all())
@@ -438,9 +446,7 @@ def teacher_trajectories(env: RolloutEnv, idx: torch.Tensor, max_actions: int,
     acts, panos, masks = [], [], []
     for _ in range(max_actions):
         action = torch.where(ended, obs.stop, obs.teacher)
-        cand = as_joined(obs.cand)
-        picked = cand.gather(1, action.view(-1, 1, 1).expand(-1, 1, cand.shape[2])).squeeze(1)
-        acts.append(picked)
+        acts.append(chosen_view(obs.cand, action))
         panos.append(as_joined(obs.pano))
         masks.append(~ended)
         ended = ended | (action == obs.stop)

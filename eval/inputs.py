@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from vln_clip.agents.inference import load_policy
 from vln_clip.episodes import Episode, validate_episodes
 from vln_clip.errors import DataError
-from vln_clip.features.store import FeatureStore
+from vln_clip.features.store import check_model_store
 from vln_clip.graph import GraphStore
 from vln_clip.paths import CONNECTIVITY_SUBDIRS, connectivity_dir, data_dir, feature_store_path, split_candidates
 
@@ -81,12 +81,5 @@ def follower_store(checkpoint: str | os.PathLike[str], features: str | os.PathLi
     if not path.exists():
         raise DataError(f"{checkpoint}: the follower was trained on {dim}-d {cfg.encoder} features but {path} does "
                         "not exist; pass --features FILE.h5 (the store it was trained with)")
-    with FeatureStore(path) as store:
-        if int(store.dim) != dim:
-            raise DataError(f"{path}: features have dimension {store.dim} but {checkpoint} was trained on {dim}-d "
-                            f"{cfg.encoder} features; pass the store it was trained with")
-        recorded = str(store.attrs.get("encoder") or "")
-        if recorded and cfg.encoder and recorded != cfg.encoder and Path(cfg.features or "").stem != recorded:
-            raise DataError(f"{path}: holds {recorded} features but {checkpoint} was trained on {cfg.encoder} "
-                            f"features; pass the {cfg.encoder} store it was trained with")
+    check_model_store(path, dim, cfg.encoder, str(checkpoint), cfg.features)
     return path

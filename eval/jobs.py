@@ -24,7 +24,7 @@ from typing import Any
 
 from vln_clip.agents.baselines import AGENTS, NEEDS_GOAL, run_baseline
 from vln_clip.agents.inference import predict_trajectories
-from vln_clip.episodes import Episode, read_episodes
+from vln_clip.episodes import Episode, file_format, read_episodes
 from vln_clip.errors import DataError
 from vln_clip.graph import GraphStore
 
@@ -196,7 +196,7 @@ def evaluate(config: EvalConfig) -> Evaluation:
             langs = {ep.language for ep in episodes if ep.instr_id in predicted}
             episodes = [ep for ep in episodes if ep.language in langs]
         if config.out:
-            write_predictions(config.out, preds, "rxr" if str(config.out).endswith((".jsonl", ".jsonl.gz")) else "r2r")
+            write_predictions(config.out, preds, file_format(config.out))
     validate_predictions(preds, episodes, split.graphs, source=src.name)
     result = score_paths(paths_of(preds), episodes, split.graphs, require_all=True)
     files = write_report(config.report, result) if config.report else {}
@@ -223,7 +223,7 @@ def submit(config: SubmitConfig) -> SubmitResult:
     validate_predictions(preds, split.episodes, split.graphs, source=src.name)
     if config.check:
         return SubmitResult(src.name, split.path, len(split.episodes), preds)
-    fmt = config.format or ("rxr" if split.path.name.endswith((".jsonl", ".jsonl.gz")) else "r2r")
+    fmt = config.format or file_format(split.path)
     order = {ep.instr_id: n for n, ep in enumerate(split.episodes)}
     preds = sorted(preds, key=lambda p: order[p.instr_id])
     assert config.out is not None

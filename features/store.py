@@ -486,6 +486,25 @@ class FeatureWriter:
         self.close()
 
 
+def check_model_store(path: str | os.PathLike[str], dim: int, encoder: str | None, model: str,
+                      configured: str | os.PathLike[str] | None = None) -> None:
+    """The store at ``path`` fits a model trained on ``dim``-d ``encoder`` features (``model``
+    names the checkpoint in the error); raises :class:`DataError` naming the store and the fix.
+
+    The same width is not enough (RN101 and ViT-B/32 are both 512-d): when the store records
+    its encoder it must be the model's, unless the model was trained on a store of that name
+    (``configured``: a study's encoder checkpoint records its stem).
+    """
+    with FeatureStore(path) as store:
+        if int(store.dim) != dim:
+            raise DataError(f"{path}: features have dimension {store.dim} but {model} was trained on {dim}-d "
+                            f"{encoder} features; pass --features with the store it was trained with")
+        recorded = str(store.attrs.get("encoder") or "")
+        if recorded and encoder and recorded != encoder and Path(configured or "").stem != recorded:
+            raise DataError(f"{path}: holds {recorded} features but {model} was trained on {encoder} "
+                            f"features; pass --features with the {encoder} store it was trained with")
+
+
 def iter_store(path: str | os.PathLike[str]) -> Iterator[tuple[str, np.ndarray]]:
     """Every ``(key, float32 array)`` of a store, one at a time (nothing is cached)."""
     with FeatureStore(path) as store:

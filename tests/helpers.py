@@ -46,3 +46,14 @@ def write_r2r(path: Path, items: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(items))
     return path
+
+
+def line_split(root: Path) -> tuple[Path, list[str], Path]:
+    """A 6-viewpoint line world under ``root/connectivity`` and a val_unseen split of two paths
+    (3 instructions, one path walked backwards): ``(connectivity dir, viewpoints, split file)``."""
+    conn = root / "connectivity"
+    v = line_world(conn, "lineScan", n=6, spacing=2.0)
+    split = write_r2r(root / "R2R_val_unseen.json", [
+        {"path_id": 1, "scan": "lineScan", "path": v[:4], "heading": 0.0, "instructions": ["walk ahead", "go on"]},
+        {"path_id": 2, "scan": "lineScan", "path": v[5:1:-1], "heading": 3.14, "instructions": ["head back"]}])
+    return conn, v, split

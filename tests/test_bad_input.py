@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from helpers import line_world, write_connectivity, write_r2r
+from helpers import line_split, write_connectivity, write_r2r
 
 from vln_clip.cli.main import main
 from vln_clip.episodes import read_r2r
@@ -23,12 +23,7 @@ from vln_clip.io import atomic_path, remove_stale_temps, require_free_space, wri
 
 @pytest.fixture()
 def world(tmp_path: Path) -> dict:
-    conn = tmp_path / "connectivity"
-    v = line_world(conn, "lineScan", n=6, spacing=2.0)
-    split = write_r2r(tmp_path / "R2R_val_unseen.json", [
-        {"path_id": 1, "scan": "lineScan", "path": v[:4], "heading": 0.0, "instructions": ["walk ahead", "go on"]},
-        {"path_id": 2, "scan": "lineScan", "path": v[5:1:-1], "heading": 3.14, "instructions": ["head back"]},
-    ])
+    conn, v, split = line_split(tmp_path)
     return {"conn": conn, "split": split, "v": v, "root": tmp_path}
 
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers import line_world, write_r2r
+from helpers import line_split, write_r2r
 
 from vln_clip.errors import DataError
 from vln_clip.eval.jobs import EvalConfig, SplitSource, SubmitConfig, TrajectorySource, evaluate, submit
@@ -14,11 +14,7 @@ from vln_clip.eval.jobs import EvalConfig, SplitSource, SubmitConfig, Trajectory
 
 @pytest.fixture()
 def world(tmp_path: Path) -> dict:
-    conn = tmp_path / "connectivity"
-    v = line_world(conn, "lineScan", n=6, spacing=2.0)
-    val = write_r2r(tmp_path / "R2R_val_unseen.json", [
-        {"path_id": 1, "scan": "lineScan", "path": v[:4], "heading": 0.0, "instructions": ["walk ahead", "go on"]},
-        {"path_id": 2, "scan": "lineScan", "path": v[5:1:-1], "heading": 3.14, "instructions": ["head back"]}])
+    conn, v, val = line_split(tmp_path)
     test = write_r2r(tmp_path / "R2R_test.json", [
         {"path_id": 7, "scan": "lineScan", "path": [v[1]], "heading": 0.0, "instructions": ["a b", "c d"]}])
     return {"conn": str(conn), "val": str(val), "test": str(test), "v": v, "root": tmp_path}

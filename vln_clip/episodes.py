@@ -122,10 +122,16 @@ def read_rxr(path: str | os.PathLike[str], languages: Iterable[str] | None = Non
     return episodes
 
 
+def file_format(path: str | os.PathLike[str]) -> str:
+    """``"rxr"`` for a ``.jsonl``/``.jsonl.gz`` file (RxR's layout), else ``"r2r"``: how splits
+    are read and how predictions and submissions are written by default."""
+    return "rxr" if Path(path).name.lower().endswith((".jsonl", ".jsonl.gz")) else "r2r"
+
+
 def read_episodes(path: str | os.PathLike[str], languages: Iterable[str] | None = None) -> list[Episode]:
     """Read any supported split file, choosing the reader by its name."""
     name = Path(path).name.lower()
-    if name.endswith((".jsonl", ".jsonl.gz")):
+    if file_format(path) == "rxr":
         return read_rxr(path, languages)
     dataset = "r4r" if "r4r" in name else "r2r"
     return read_r2r(path, dataset)

@@ -79,18 +79,7 @@ def check_resume(path: Path, ckpt: dict[str, Any], cfg: Any, agent: str | None) 
     if width and not cfg.no_vision:
         store_path = Path(cfg.features) if cfg.features else feature_store_path(cfg.data_dir, cfg.encoder)
         if store_path.exists():
-            from vln_clip.features.store import FeatureStore
+            from vln_clip.features.store import check_model_store  # h5py only when resuming
 
-            with FeatureStore(store_path) as store:
-                if int(store.dim) != width:
-                    raise DataError(f"{store_path}: features have dimension {store.dim} but {path} was trained on "
-                                    f"{width}-d {cfg.encoder} features; pass --features with the store it was "
-                                    "trained with")
-                # same width, another encoder (RN101 and ViT-B/32 are both 512-d): training would go
-                # on with features the model never saw, recorded under the checkpoint's encoder name
-                recorded = str(store.attrs.get("encoder") or "")
-                if recorded and cfg.encoder and recorded != cfg.encoder:
-                    raise DataError(f"{store_path}: holds {recorded} features but {path} was trained on "
-                                    f"{cfg.encoder} features; pass --features with the {cfg.encoder} store it was "
-                                    "trained with")
+            check_model_store(store_path, width, cfg.encoder, str(path), cfg.features)
     return notes

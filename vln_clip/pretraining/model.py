@@ -182,7 +182,6 @@ class VisualEmbeddings(nn.Module):
         x = x + self.row_embeddings(rows) + self.col_embeddings(cols) + type_embedding
         return self.dropout(self.LayerNorm(x))
 
-
     def _identity_stats_if_absent(self, module: nn.Module, state_dict: dict[str, Any], prefix: str,
                                   *args: Any) -> None:
         """A checkpoint from before the standardisation loads as identity (what it was trained with)."""

@@ -181,23 +181,34 @@ class _VLTask(Task):
         self.candidate_ids = torch.tensor([i for i in range(self.tokenizer.vocab_size) if i not in specials])
 
     def _build_model(self, image_keys: Sequence[str], pretrain_answers: int | None = None,
-                     classes: int | None = None) -> None:
-        """The model on the device; a random-weight backbone gets BatchNorm statistics from the
-        first ``bn_calibration_images`` distinct training images (in file order)."""
+                     classes: int | None = None, calibrate: bool = True) -> None:
+        """The model on the device, with statistics from the first distinct training images (in
+        file order): BatchNorm statistics of a random-weight backbone (``bn_calibration_images``)
+        and the grid-cell standardisation (``cell_calibration_images``).
+
+        ``calibrate=False`` when the statistics will be loaded anyway (a resumed run, or a
+        pre-trained core that brings its own): computing them costs a backbone pass over 256
+        images. The images are decoded once for both.
+        """
         m = self.model_setup
         backbone = build_backbone(m.backbone)
-        if backbone.weights == "random" and m.bn_calibration_images > 0:
-            keys = list(dict.fromkeys(image_keys))[: m.bn_calibration_images]
-            batches = [collate_images(self.images.batch(keys[i: i + 32]), self.grid_encoder)[0]
-                       for i in range(0, len(keys), 32)]
-            calibrate_batchnorm(backbone, batches)
+        keys = list(dict.fromkeys(image_keys))
+        loaded: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+        def first(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+            if n not in loaded:
+                head = keys[:n]
+                loaded[n] = [collate_images(self.images.batch(head[i: i + 32]), self.grid_encoder)
+                             for i in range(0, len(head), 32)]
+            return loaded[n]
+
+        if calibrate and backbone.weights == "random" and m.bn_calibration_images > 0:
+            calibrate_batchnorm(backbone, [images for images, _ in first(m.bn_calibration_images)])
         tcfg = m.transformer_config(self.tokenizer.vocab_size, backbone.spec.grid_channels)
         self.model = CLIPViLp(backbone, tcfg, pretrain_answers=pretrain_answers, classes=classes)
-        if m.cell_calibration_images > 0:  # a pre-trained core loaded afterwards brings its own
-            keys = list(dict.fromkeys(image_keys))[: m.cell_calibration_images]
+        if calibrate and m.cell_calibration_images > 0:
             backbone.eval()
-            calibrate_cells(self.model, [collate_images(self.images.batch(keys[i: i + 32]), self.grid_encoder)
-                                         for i in range(0, len(keys), 32)])
+            calibrate_cells(self.model, first(m.cell_calibration_images))
         if self.freeze:
             self.model.freeze_backbone()
         self.model.to(self.device)
@@ -284,7 +295,7 @@ class PretrainTask(_VLTask):
         self.qa_vocab = qa_answer_vocab(self.train, c.qa_min_count)
         self.tokenizer = _tokenizer_for(ctx.out_dir, c.model, [ex.sentence for ex in self.train], ctx.resuming)
         self._build_inputs(ctx, c.data)
-        self._build_model(self.train_keys, pretrain_answers=len(self.qa_vocab))
+        self._build_model(self.train_keys, pretrain_answers=len(self.qa_vocab), calibrate=not ctx.resuming)
         if c.model.text_init:
             self.text_init_report = load_bert_state(self.model, c.model.text_init)
         self.order = DataOrder(len(self.train), c.batch_size, seed=c.seed)
@@ -421,7 +432,8 @@ class FinetuneTask(_VLTask):
             self.tokenizer = _tokenizer_for(ctx.out_dir, self.model_setup, [ex.text for ex in self.data.train],
                                             ctx.resuming)
         self._build_inputs(ctx, c.data)
-        self._build_model([ex.image_key for ex in self.data.train], classes=len(self.data.classes))
+        self._build_model([ex.image_key for ex in self.data.train], classes=len(self.data.classes),
+                          calibrate=self.pretrained is None and not ctx.resuming)
         if self.pretrained is not None:
             self._load_core(self.pretrained["models"]["model"])
         elif self.model_setup.text_init:

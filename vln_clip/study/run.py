@@ -53,8 +53,6 @@ TASKS = ("vln", "vqa", "caption")
 PAIRS = (("contrastive", "classification"), ("contrastive", "random"), ("classification", "random"))
 
 
-
-
 @dataclass
 class StudyConfig:
     """One study: the navigation world, where to write, which budget, which arms and tasks.

@@ -24,7 +24,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "Synthesize a world, extract CLIP features (random weights unless real ones are on this machine: "
         "said plainly), train a follower (and a vision-free control), evaluate on val_unseen against the "
         "random and shortest-path baselines, export a test submission in the R2R leaderboard format and "
-        "draw one rollout. The defaults took 8 min 50 s on 2 CPU cores (measured, docs/demo.md). Re-running "
+        "draw one rollout. The defaults took 6 min 39 s on 2 idle CPU cores (measured, docs/demo.md). Re-running "
         "with the same --out reuses finished stages. The last line printed is a JSON object with the "
         "val_unseen metrics of each agent."))
     d = DemoConfig()

@@ -23,7 +23,7 @@ from PIL import Image
 
 from vln_clip import encoders
 from vln_clip.encoders import get_spec, grid_size
-from vln_clip.errors import DataError
+from vln_clip.errors import DataError, MissingResourceError
 from vln_clip.features.grid import (GridConfig, ResolutionRule, default_rule, extract_grid, list_images,
                                     plan_batches, resize_image)
 from vln_clip.features.store import FeatureStore, FeatureWriter, journal_dir
@@ -340,6 +340,8 @@ def test_bad_inputs_are_named(images, tmp_path):
         run(images, tmp_path / "k.h5", keys=["nope"])
     with pytest.raises(DataError, match="unknown encoder"):
         extract_grid(GridConfig(encoder="clip_rn50", images=images, out=tmp_path / "u.h5", random_weights=True))
+    with pytest.raises(MissingResourceError, match="enc.pt: encoder checkpoint not found; make one with"):
+        extract_grid(GridConfig(encoder=str(tmp_path / "enc.pt"), images=images, out=tmp_path / "c.h5"))
 
 
 def test_cli_grid_info_and_plain_progress(images, reference, tmp_path, monkeypatch, capsys):

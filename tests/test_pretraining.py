@@ -26,7 +26,7 @@ from vln_clip.pretraining.images import ResizeRule, collate_images
 from vln_clip.pretraining.masking import IGNORE, mask_words, mismatch_indices, sample_patches
 from vln_clip.pretraining.model import CLIPViLp, TransformerConfig, bert_name, load_bert_state
 from vln_clip.pretraining.run import finetune_config, pretrain_config
-from vln_clip.pretraining.tasks import FinetuneTask, PretrainTask
+from vln_clip.pretraining.tasks import FinetuneTask, ModelSetup, PretrainTask
 from vln_clip.pretraining.tokenizer import WordPieceTokenizer, train_wordpiece
 from vln_clip.train import LoopConfig, Trainer, fit, load_checkpoint
 
@@ -269,6 +269,37 @@ def test_qa_loss_only_from_its_epoch(world: Path, tmp_path: Path) -> None:
     late = task.train_step(task.qa_from_step)
     assert torch.allclose(early["loss"], early["mlm_loss"] + early["itm_loss"])
     assert torch.allclose(late["loss"], late["mlm_loss"] + late["itm_loss"] + late["qa_loss"])
+
+
+def test_weight_init_rules_and_presets() -> None:
+    """``fan_in`` (the CPU presets) starts Linear weights at 1/sqrt(fan_in), ``bert`` at 0.02;
+    at width 128 that is what keeps attention from starting uniform (docs/pretraining.md)."""
+    enc = build_backbone(TINY)
+    torch.manual_seed(0)
+    cfgs = {r: TransformerConfig(vocab_size=300, hidden=128, layers=2, heads=2, intermediate=512,
+                                 visual_dim=enc.spec.grid_channels, weight_init=r) for r in ("bert", "fan_in")}
+    models = {r: CLIPViLp(enc, c, classes=3).eval() for r, c in cfgs.items()}
+    q = {r: m.encoder.layer[0].attention.self.query.weight for r, m in models.items()}
+    inter = models["fan_in"].encoder.layer[0].output.dense.weight  # fan-in 512
+    assert abs(float(q["bert"].std()) - 0.02) < 0.002
+    assert abs(float(q["fan_in"].std()) - 128 ** -0.5) < 0.005 and abs(float(inter.std()) - 512 ** -0.5) < 0.003
+    assert abs(float(models["fan_in"].embeddings.word_embeddings.weight.std()) - 0.02) < 0.002  # embeddings as BERT
+    # first-layer attention logits over the same inputs: far from uniform only under fan_in
+    x = torch.randn(4, 30, 128)
+    x = torch.nn.functional.layer_norm(x, (128,))
+    spread = {}
+    for r, m in models.items():
+        att = m.encoder.layer[0].attention.self
+        logits = (att.query(x) @ att.key(x).transpose(1, 2)) / (64 ** 0.5)
+        spread[r] = float(logits.std())
+    assert spread["fan_in"] > 10 * spread["bert"], spread
+    # presets: base keeps BERT's init, the CPU sizes use fan-in; an explicit choice wins
+    assert ModelSetup(transformer="base").transformer_config(100, 64).weight_init == "bert"
+    assert ModelSetup(transformer="tiny").transformer_config(100, 64).weight_init == "fan_in"
+    assert ModelSetup(transformer="tiny", weight_init="bert").transformer_config(100, 64).weight_init == "bert"
+    with pytest.raises(DataError, match="weight init"):
+        CLIPViLp(enc, TransformerConfig(vocab_size=10, hidden=32, layers=1, heads=2, intermediate=64,
+                                        visual_dim=enc.spec.grid_channels, weight_init="xavier"), classes=2)
 
 
 def test_resume_is_bit_exact_with_two_optimizers(world: Path, tmp_path: Path) -> None:

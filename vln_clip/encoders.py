@@ -91,6 +91,8 @@ def get_spec(name: str | os.PathLike[str]) -> EncoderSpec:
         return ENCODERS[str(name)]
     if is_encoder_checkpoint(name):
         return checkpoint_spec(name)
+    if str(name).endswith((".pt", ".pth")):  # a checkpoint path that is not there
+        read_encoder_checkpoint(name)  # raises its "not found; make one with ..." error
     raise DataError(f"unknown encoder {str(name)!r}; choose one of: {', '.join(ENCODERS)}, or pass an encoder "
                     "checkpoint file made by `vln-clip encoders pretrain` (--encoder-checkpoint ENC.pt)") from None
 

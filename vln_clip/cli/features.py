@@ -267,6 +267,10 @@ def _grid(args: argparse.Namespace) -> int:
     from vln_clip.features.grid import RESOLUTION_PRESETS, GridConfig, ResolutionRule, default_rule, extract_grid
     from vln_clip.features.store import FeatureStore
 
+    for flag, value in (("--short-side", args.short_side), ("--long-side", args.long_side)):
+        if value is not None and value < 0 or (flag == "--short-side" and value == 0):
+            raise DataError(f"{flag} {value}: must be a positive number of pixels"
+                            + (" (--long-side 0 means no cap)" if flag == "--long-side" else ""))
     rule = default_rule(args.encoder, args.pooled)
     crop = rule.crop if args.crop is None else args.crop
     if args.preset:

@@ -36,6 +36,8 @@ def _model_args(p: argparse.ArgumentParser, scratch_note: str = "") -> None:
     g.add_argument("--hidden", type=int, help="override the preset's hidden size")
     g.add_argument("--layers", type=int, help="override the preset's number of layers")
     g.add_argument("--heads", type=int, help="override the preset's attention heads")
+    g.add_argument("--weight-init", choices=("bert", "fan_in"),
+                   help="transformer init: bert (std 0.02; preset base) or fan_in (1/sqrt(fan_in); small, tiny)")
     g.add_argument("--vocab", help="WordPiece vocab.txt (default: train one on the training text)")
     g.add_argument("--vocab-size", type=int, help="size of a trained WordPiece vocabulary")
     g.add_argument("--text-init", help="local Hugging Face BERT folder/file to initialise the transformer from")
@@ -125,7 +127,7 @@ def _setup(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
     backbone = BackboneConfig(encoder=encoder, weights=args.weights, random_weights=args.random_weights,
                               encoder_checkpoint=checkpoint, width=args.backbone_width, layers=args.backbone_layers)
     model = dict(backbone=backbone, transformer=args.transformer, hidden=args.hidden, layers=args.layers,
-                 heads=args.heads, vocab=args.vocab, vocab_size=args.vocab_size, text_init=args.text_init,
+                 heads=args.heads, weight_init=args.weight_init, vocab=args.vocab, vocab_size=args.vocab_size, text_init=args.text_init,
                  short_side=args.short_side, long_side=args.long_side, max_text_len=args.max_text_len,
                  cache_images=True if args.cache_images else None)
     return model, backbone

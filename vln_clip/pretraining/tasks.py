@@ -67,6 +67,7 @@ class ModelSetup:
     hidden: int | None = None  # overrides of the preset
     layers: int | None = None
     heads: int | None = None
+    weight_init: str | None = None  # model.WEIGHT_INITS; None = the preset's
     vocab: str | None = None  # a WordPiece vocab.txt; None = train one on the training text
     vocab_size: int = 8000
     text_init: str | None = None  # a local Hugging Face BERT checkpoint (folder or file)
@@ -85,7 +86,7 @@ class ModelSetup:
             raise DataError(f"unknown transformer preset {self.transformer!r}; choose one of "
                             f"{', '.join(TRANSFORMER_PRESETS)}")
         sizes = dict(TRANSFORMER_PRESETS[self.transformer])
-        for k in ("hidden", "layers", "heads"):
+        for k in ("hidden", "layers", "heads", "weight_init"):
             if getattr(self, k) is not None:
                 sizes[k] = getattr(self, k)
         if self.hidden is not None:

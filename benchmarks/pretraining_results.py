@@ -3,7 +3,8 @@
 ``python benchmarks/pretraining_results.py RUN [RUN ...]`` scores each fine-tuning run's
 ``best.pt`` on its val split twice: with the real images, and with every image replaced by a
 black one of the same size (same text, same valid grid cells). One JSON line per run: both
-accuracies and the fraction of questions whose answer did not change. A model that reads the
+accuracies, the fraction of questions whose answer did not change, and how many distinct
+answers each gives (a handful = one per question type). A model that reads the
 image changes its answers; one that answers from the text alone does not.
 """
 
@@ -41,7 +42,8 @@ def blank_image_ablation(run: Path) -> dict[str, float | str | int]:
         _, p_blank, s_blank = task.predict("val")
     return {"run": str(run), "real": round(float(np.nanmean(s_real)) * 100, 2),
             "blank": round(float(np.nanmean(s_blank)) * 100, 2),
-            "same_answer": round(float(np.mean([a == b for a, b in zip(p_real, p_blank)])), 4), "n": len(p_real)}
+            "same_answer": round(float(np.mean([a == b for a, b in zip(p_real, p_blank)])), 4), "n": len(p_real),
+            "distinct_answers": len(set(p_real)), "distinct_answers_blank": len(set(p_blank))}
 
 
 def main() -> None:

@@ -386,6 +386,41 @@ def test_grid_cells_standardised_on_training_images(world: Path, tmp_path: Path)
     assert torch.allclose(z.std(0)[varying], torch.ones(int(varying.sum()), dtype=torch.float64), atol=1e-4)
 
 
+def test_cell_statistics_follow_a_training_backbone_only(world: Path, tmp_path: Path) -> None:
+    """A trained backbone drifts (its cells grew 500x on the synthetic world): while it trains
+    the statistics follow it, so standardised cells come back to unit scale; frozen or in
+    evaluation they stay as calibrated."""
+    task = PretrainTask(_pretrain_cfg(world))
+    Trainer(task, _loop(tmp_path))
+    m, ve = task.model, task.model.visual_embeddings
+    keys = list(dict.fromkeys(task.train_keys))
+    images, valid = collate_images(task.images.batch(keys), task.grid_encoder)
+    text = torch.tensor([[2, 7, 3]] * len(keys))
+    mask = torch.ones_like(text, dtype=torch.bool)
+    last_bn = [mod for mod in m.backbone.modules() if isinstance(mod, torch.nn.BatchNorm2d)][-1]
+    with torch.no_grad():  # simulate drift: the last stage's output x50, shifted
+        last_bn.weight.mul_(50.0)
+        last_bn.bias.add_(20.0)
+
+    def standardised_scale() -> float:
+        with torch.no_grad():
+            cells = m.backbone(images)["grid"].flatten(2).transpose(1, 2)[valid.reshape(len(keys), -1)]
+        return float(((cells - ve.cell_mean) / ve.cell_std).abs().mean())
+
+    stale = standardised_scale()
+    before = (ve.cell_mean.clone(), ve.cell_std.clone())
+    m.eval()
+    m(images, valid, text, mask, patches=None)
+    m.freeze_backbone()
+    m.train()
+    m(images, valid, text, mask, patches=None)
+    assert torch.equal(ve.cell_mean, before[0]) and torch.equal(ve.cell_std, before[1])  # eval / frozen: fixed
+    m.frozen_backbone = False
+    for _ in range(400):
+        m(images, valid, text, mask, patches=None)
+    assert stale > 10.0 and standardised_scale() < 1.5, (stale, standardised_scale())
+
+
 def test_checkpoint_without_cell_statistics_loads_as_identity() -> None:
     enc = build_backbone(TINY)
     model = CLIPViLp(enc, TransformerConfig(vocab_size=50, hidden=32, layers=1, heads=2, intermediate=64,

@@ -61,6 +61,9 @@ TRANSFORMER_PRESETS: dict[str, dict[str, int | str]] = {
 #: uniform, and from scratch the model sat at chance on image-text matching for 900 updates
 #: (captions only, frozen backbone) while ``fan_in`` reached 92.5% -- docs/pretraining.md.
 WEIGHT_INITS = ("bert", "fan_in")
+#: weight of each batch in the running grid-cell statistics while the backbone trains: about a
+#: 100-update memory, short against the drift it follows (cells x500 over 2,156 updates)
+CELL_STATS_MOMENTUM = 0.01
 
 
 class SelfAttention(nn.Module):
@@ -166,6 +169,11 @@ class VisualEmbeddings(nn.Module):
     (docs/pretraining.md). ``cell_mean``/``cell_std`` are buffers (saved in checkpoints), set
     from training images by :func:`calibrate_cells`; identity until then, and for checkpoints
     written before they existed.
+
+    While the backbone trains they also follow it (``update_stats``: an exponential moving
+    average with :data:`CELL_STATS_MOMENTUM` over the batch's kept cells, then used at once):
+    an SGD-trained backbone's cells grew 500x in magnitude over 2,156 pre-training updates, the
+    calibration statistics went stale, and every visual token became the same vector again.
     """
 
     def __init__(self, cfg: TransformerConfig) -> None:
@@ -182,13 +190,27 @@ class VisualEmbeddings(nn.Module):
         self.max_grid = cfg.max_grid
 
     def forward(self, cells: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                type_embedding: torch.Tensor) -> torch.Tensor:
+                type_embedding: torch.Tensor, keep: torch.Tensor | None = None,
+                update_stats: bool = False) -> torch.Tensor:
         if int(rows.max()) >= self.max_grid or int(cols.max()) >= self.max_grid:
             raise DataError(f"image grid larger than the model's {self.max_grid}x{self.max_grid} position "
                             "tables; use smaller images (--short-side/--long-side) or a larger max_grid")
+        if update_stats:
+            self._follow(cells.detach() if keep is None else cells.detach()[keep])
         x = self.proj_norm(self.proj((cells - self.cell_mean) / self.cell_std))
         x = x + self.row_embeddings(rows) + self.col_embeddings(cols) + type_embedding
         return self.dropout(self.LayerNorm(x))
+
+    @torch.no_grad()
+    def _follow(self, x: torch.Tensor) -> None:
+        if x.shape[0] < 2:
+            return
+        x = x.double()
+        m = CELL_STATS_MOMENTUM
+        self.cell_mean.mul_(1 - m).add_(m * x.mean(0).to(self.cell_mean.dtype))
+        std = x.std(0)
+        std = torch.where(std > 1e-6, std, self.cell_std.double())
+        self.cell_std.mul_(1 - m).add_(m * std.to(self.cell_std.dtype))
 
     def _identity_stats_if_absent(self, module: nn.Module, state_dict: dict[str, Any], prefix: str,
                                   *args: Any) -> None:
@@ -328,7 +350,8 @@ class CLIPViLp(nn.Module):
         index, keep = sample_patches(valid.cpu(), patches, generator)
         index, keep = index.to(fmap.device), keep.to(fmap.device)
         cells = fmap.flatten(2).transpose(1, 2).gather(1, index[..., None].expand(-1, -1, c))
-        vis = self.visual_embeddings(cells, index // w, index % w, self.embeddings.token_type_embeddings.weight[1])
+        vis = self.visual_embeddings(cells, index // w, index % w, self.embeddings.token_type_embeddings.weight[1],
+                                     keep=keep, update_stats=self.training and not self.frozen_backbone)
         txt = self.embeddings(text)
         x = torch.cat([txt, vis], dim=1)
         mask = torch.cat([text_mask.bool(), keep], dim=1)

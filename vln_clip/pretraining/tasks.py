@@ -217,6 +217,12 @@ class _VLTask(Task):
     def models(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model}
 
+    def backbone_metrics(self) -> dict[str, float]:
+        """The mean followed std of the grid cells, logged with every evaluation: it stays at
+        its calibration value for a frozen backbone and shows drift of a training one at once
+        (at 5x the paper's backbone rate it grew 2,000x in 250 updates, docs/pretraining.md)."""
+        return {"backbone/cell_std": float(self.model.visual_embeddings.cell_std.mean())}
+
     def _optimizers(self, backbone: OptimizerConfig, transformer: OptimizerConfig, decay_epochs: Sequence[int],
                     warmup_fraction: float, epochs: int) -> dict[str, tuple[Any, OptimizerConfig]]:
         steps = self.steps_per_epoch()
@@ -374,7 +380,7 @@ class PretrainTask(_VLTask):
                     sums[name][1] += n
         metrics = {f"val/{k}_acc": v[0] / v[1] for k, v in sums.items() if v[1]}
         metrics["val/score"] = float(np.mean(list(metrics.values())))
-        return metrics
+        return {**metrics, **self.backbone_metrics()}
 
     def extra_state(self) -> dict[str, Any]:
         return {**self.vocab_state(), "qa_answers": list(self.qa_vocab.answers),
@@ -498,7 +504,7 @@ class FinetuneTask(_VLTask):
             scores = self.latest[split][2]
             if np.isfinite(scores).any():
                 out[f"{split}/accuracy"] = float(np.nanmean(scores) * 100.0)
-        return out
+        return {**out, **self.backbone_metrics()}
 
     def extra_state(self) -> dict[str, Any]:
         return {**self.vocab_state(), "classes": list(self.data.classes), "task": self.config.task,

@@ -52,6 +52,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    missing = [str(run) for run in args.runs if not (run / "best.pt").is_file()]
+    if missing:
+        raise SystemExit(f"no best.pt in {', '.join(missing)}: pass vln-clip finetune run folders")
     for run in args.runs:
         print(json.dumps(blank_image_ablation(run)), flush=True)
 

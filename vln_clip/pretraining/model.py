@@ -174,6 +174,9 @@ class VisualEmbeddings(nn.Module):
     average with :data:`CELL_STATS_MOMENTUM` over the batch's kept cells, then used at once):
     an SGD-trained backbone's cells grew 500x in magnitude over 2,156 pre-training updates, the
     calibration statistics went stale, and every visual token became the same vector again.
+    Following them keeps the tokens at unit scale but cannot keep the features meaningful: the
+    growth itself came from a backbone learning rate too high for batch 16 (docs/pretraining.md,
+    rounds 3b and 4), which is why the cpu preset's backbone rates are small.
     """
 
     def __init__(self, cfg: TransformerConfig) -> None:

@@ -32,7 +32,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # tiny models and a few thousand updates: 5x the paper's AdamW rates for the transformer.
         # The backbone's SGD rates are the paper's scaled linearly from batch 512 to 16, times 3
         # (pre-training 3e-3 -> 3e-4, fine-tuning 1e-3 -> 1e-4): at the 1.5e-2 used before, the
-        # grid cells grew 2,000x in 250 updates (docs/pretraining.md, round 4).
+        # followed cell std grew 450x in 250 updates (docs/pretraining.md, round 4).
         "pretrain": dict(batch_size=16, eval_batch_size=32, eval_examples=256, epochs=4, qa_from_epoch=2,
                          patches=16, backbone_decay_epochs=(3,),
                          transformer_optim=dataclasses.replace(PretrainConfig().transformer_optim, lr=5e-4),

@@ -220,7 +220,7 @@ class _VLTask(Task):
     def backbone_metrics(self) -> dict[str, float]:
         """The mean followed std of the grid cells, logged with every evaluation: it stays at
         its calibration value for a frozen backbone and shows drift of a training one at once
-        (at 5x the paper's backbone rate it grew 2,000x in 250 updates, docs/pretraining.md)."""
+        (at 5x the paper's backbone rate it grew 450x in 250 updates, docs/pretraining.md)."""
         return {"backbone/cell_std": float(self.model.visual_embeddings.cell_std.mean())}
 
     def _optimizers(self, backbone: OptimizerConfig, transformer: OptimizerConfig, decay_epochs: Sequence[int],

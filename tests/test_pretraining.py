@@ -24,7 +24,8 @@ from vln_clip.pretraining.backbone import BackboneConfig, build_backbone
 from vln_clip.pretraining.compare import paired_bootstrap
 from vln_clip.pretraining.images import ResizeRule, collate_images
 from vln_clip.pretraining.masking import IGNORE, mask_words, mismatch_indices, sample_patches
-from vln_clip.pretraining.model import CLIPViLp, TransformerConfig, bert_name, load_bert_state
+from vln_clip.pretraining.model import (AnswerHead, CLIPViLp, TransformerConfig, bert_name, load_bert_state,
+                                        transfer_answer_head)
 from vln_clip.pretraining.run import finetune_config, pretrain_config
 from vln_clip.pretraining.tasks import FinetuneTask, ModelSetup, PretrainTask
 from vln_clip.pretraining.tokenizer import WordPieceTokenizer, learn_pieces, train_wordpiece
@@ -315,6 +316,27 @@ def test_qa_loss_only_from_its_epoch(world: Path, tmp_path: Path) -> None:
     assert torch.allclose(late["loss"], late["mlm_loss"] + late["itm_loss"] + late["qa_loss"])
 
 
+def test_left_out_objectives_are_neither_trained_nor_applied(world: Path, tmp_path: Path) -> None:
+    task = PretrainTask(_pretrain_cfg(world, objectives=("qa",), qa_from_epoch=0, mask_prob=0.9))
+    Trainer(task, _loop(tmp_path / "qa"))
+    task.model.train()
+    idx = list(range(8))
+    logs = task.batch_losses([task.train[i] for i in idx], idx, task.train, task.train_keys, task.generator, True,
+                             task.model)
+    assert float(logs["n_masked"]) == 0.0  # no word masked without MLM, despite mask_prob 0.9
+    questions = sum(task.train[i].label is not None for i in idx)  # QA covers matched questions: all are matched
+    assert questions > 0 and float(logs["n_qa"]) == questions and torch.allclose(logs["loss"], logs["qa_loss"])
+    assert set(task.evaluate()) == {"val/qa_acc", "val/score", "backbone/cell_std"}
+    task = PretrainTask(_pretrain_cfg(world, objectives=("mlm",)))
+    Trainer(task, _loop(tmp_path / "mlm"))
+    task.model.train()
+    logs = task.batch_losses([task.train[i] for i in idx], idx, task.train, task.train_keys, task.generator, True,
+                             task.model)
+    assert torch.allclose(logs["loss"], logs["mlm_loss"]) and float(logs["mlm_loss"]) > 0
+    with pytest.raises(DataError, match="objectives"):
+        PretrainTask(_pretrain_cfg(world, objectives=("nsp",)))
+
+
 def test_weight_init_rules_and_presets() -> None:
     """``fan_in`` (the CPU presets) starts Linear weights at 1/sqrt(fan_in), ``bert`` at 0.02;
     at width 128 that is what keeps attention from starting uniform (docs/pretraining.md)."""
@@ -399,6 +421,52 @@ def test_finetune_from_pretrained_loads_the_core_and_writes_predictions(world: P
     assert any(k.startswith("cls.") for k in state) and not any(k.startswith("cls.") for k in ft)
     with pytest.raises(DataError, match="pre-training"):
         FinetuneTask(finetune_config("gqa", "cpu", init=str(tmp_path / "ft" / "best.pt"), data=str(world)))
+
+
+def test_answer_head_transfer_copies_shared_answers_only() -> None:
+    torch.manual_seed(0)
+    src, dst = AnswerHead(8, 3), AnswerHead(8, 3)
+    fresh = {n: p.detach().clone() for n, p in dst.named_parameters()}
+    state = {f"qa.{k}": v for k, v in src.state_dict().items()}
+    report = transfer_answer_head(dst, state, "qa.", ["a", "b", "c"], ["c", "x", "a"])
+    assert report == {"copied": 2, "new": 1}
+    x = torch.randn(5, 8)
+    with torch.no_grad():
+        ys, yd = src(x), dst(x)
+    assert torch.allclose(yd[:, 0], ys[:, 2]) and torch.allclose(yd[:, 2], ys[:, 0])
+    out = dict(dst.named_parameters())
+    assert torch.equal(out["net.3.weight"][1], fresh["net.3.weight"][1])  # "x" keeps its fresh row
+    assert torch.equal(out["net.3.bias"][1], fresh["net.3.bias"][1])
+    with pytest.raises(DataError, match="no QA head"):
+        transfer_answer_head(dst, {}, "qa.", ["a"], ["a"])
+
+
+def test_finetune_loads_the_pretraining_qa_head(world: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from vln_clip.pretraining.run import pretrain
+
+    pre = pretrain(_pretrain_cfg(world, epochs=1, qa_from_epoch=0), _loop(tmp_path / "pre"))
+    ckpt = load_checkpoint(pre.best_checkpoint)
+    cfg = finetune_config("vqa", "cpu", init=str(pre.best_checkpoint), data=str(world), batch_size=4, epochs=1,
+                          load_qa_head=True)
+    task = FinetuneTask(cfg)
+    Trainer(task, _loop(tmp_path / "ft"))
+    assert task.qa_head_report == {"copied": 4, "new": 0}
+    qa = AnswerHead(task.model.cfg.hidden, len(ckpt["extra"]["qa_answers"]))
+    qa.load_state_dict({k[len("qa."):]: v for k, v in ckpt["models"]["model"].items() if k.startswith("qa.")})
+    order = [ckpt["extra"]["qa_answers"].index(a) for a in task.data.classes]
+    task.model.eval()
+    examples = task.data.evals["val"]
+    with torch.no_grad():
+        logits = task.logits(examples, task.model)
+        ids, mask, _ = task.encode_text([ex.text for ex in examples], task.model_setup.max_text_len)
+        images, valid = task.image_batch([ex.image_key for ex in examples])
+        expected = qa(task.model(images, valid, ids, mask)["pooled"])[:, order]
+    assert torch.allclose(logits, expected, atol=1e-5)
+    for bad in (dataclasses.replace(cfg, task="snli-ve"), dataclasses.replace(cfg, init="scratch")):
+        with pytest.raises(DataError, match="--load-qa-head"):
+            FinetuneTask(bad)
 
 
 def test_paired_bootstrap_hand_values() -> None:

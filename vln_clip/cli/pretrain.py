@@ -89,6 +89,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     g = p.add_argument_group("objectives")
     g.add_argument("--qa-from-epoch", type=int, help="0-based epoch from which the QA loss is added (paper: 9 of 20)")
     g.add_argument("--patches", type=int, help="grid cells sampled per image (paper 100)")
+    g.add_argument("--objectives", help="comma-separated subset of mlm,itm,qa to train (default all; ablations). "
+                                        "A left-out objective is not applied to the input either")
     g.add_argument("--eval-examples", type=int, help="held-out examples scored at each evaluation")
     p.set_defaults(func=_pretrain)
 
@@ -106,6 +108,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     f.add_argument("--data", type=Path, help="folder in the synthetic V&L layout (vqa/, gqa/, snli_ve/, images/)")
     f.add_argument("--eval-splits", default="val", help="comma-separated evaluation splits (first = model selection)")
     f.add_argument("--min-answer-count", type=int, default=1, help="answers kept in the label space (VQA/GQA)")
+    f.add_argument("--load-qa-head", action="store_true",
+                   help="VQA/GQA from a checkpoint: start the answer head from the pre-training QA head (the "
+                        "rows of shared answers; LXMERT's --loadLXMERTQA)")
     f.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
                    help="no training: paired bootstrap comparison of two fine-tuned runs")
     f.add_argument("--split", default="val", help="with --compare: the split to compare")
@@ -170,7 +175,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     base = pretrain_config(args.preset, model=model)
     cfg = pretrain_config(args.preset, model=model, data=str(args.data), batch_size=args.batch_size,
                           epochs=args.epochs, qa_from_epoch=args.qa_from_epoch, patches=args.patches,
-                          eval_examples=args.eval_examples, max_train_examples=args.max_train_examples, freeze_backbone=args.freeze_backbone or None,
+                          eval_examples=args.eval_examples, max_train_examples=args.max_train_examples,
+                          freeze_backbone=args.freeze_backbone or None,
+                          objectives=tuple(o for o in args.objectives.split(",") if o) if args.objectives else None,
                           seed=args.seed, **_optim(args, base))
     result = pretrain(cfg, _loop(args))
     if _is_main():
@@ -201,7 +208,7 @@ def _finetune(args: argparse.Namespace) -> int:
                           batch_size=args.batch_size, epochs=args.epochs,
                           eval_splits=tuple(s for s in args.eval_splits.split(",") if s),
                           min_answer_count=args.min_answer_count, max_train_examples=args.max_train_examples,
-                          freeze_backbone=args.freeze_backbone or None,
+                          freeze_backbone=args.freeze_backbone or None, load_qa_head=args.load_qa_head or None,
                           seed=args.seed, **_optim(args, base))
     summary = finetune(cfg, _loop(args))
     if _is_main():

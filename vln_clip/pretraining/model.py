@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -278,6 +278,39 @@ class AnswerHead(nn.Module):
 
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.net(pooled)
+
+
+def transfer_answer_head(head: AnswerHead, state: dict[str, torch.Tensor], prefix: str,
+                         source_answers: Sequence[str], target_answers: Sequence[str]) -> dict[str, int]:
+    """Start a fine-tuning answer head from the pre-training QA head (LXMERT's ``--loadLXMERTQA``).
+
+    Why: pre-training's QA objective already learnt to answer from the pooled output; a fresh head
+    throws that away and the pre-trained transformer then starts no better than a random one.
+    The hidden layers (Linear, LayerNorm) are copied whole; of the output layer, the row and bias
+    of every target answer that the pre-training table has (same string) are copied, and the
+    other answers keep their fresh initialisation. ``state`` is the pre-training model's state
+    dict, its QA head under ``prefix`` (``"qa."``). Returns ``{"copied": n, "new": m}``.
+    """
+    names = ("net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.3.weight", "net.3.bias")
+    missing = [n for n in names if prefix + n not in state]
+    if missing:
+        raise DataError(f"the pre-training checkpoint has no QA head ({prefix}{missing[0]} missing); "
+                        "drop --load-qa-head")
+    ours = dict(head.named_parameters())
+    if tuple(state[prefix + "net.3.weight"].shape) != (len(source_answers), ours["net.3.weight"].shape[1]):
+        raise DataError(f"the pre-training QA head has shape {tuple(state[prefix + 'net.3.weight'].shape)}, "
+                        f"which fits neither its {len(source_answers)} answers nor this model's hidden size")
+    source = {a: i for i, a in enumerate(source_answers)}
+    pairs = [(j, source[a]) for j, a in enumerate(target_answers) if a in source]
+    with torch.no_grad():
+        for n in names[:4]:
+            ours[n].copy_(state[prefix + n])
+        if pairs:
+            dst = torch.tensor([j for j, _ in pairs])
+            src = torch.tensor([i for _, i in pairs])
+            ours["net.3.weight"][dst] = state[prefix + "net.3.weight"][src].to(ours["net.3.weight"])
+            ours["net.3.bias"][dst] = state[prefix + "net.3.bias"][src].to(ours["net.3.bias"])
+    return {"copied": len(pairs), "new": len(target_answers) - len(pairs)}
 
 
 class CLIPViLp(nn.Module):

@@ -121,6 +121,8 @@ def finetune(config: FinetuneConfig, loop: LoopConfig) -> dict[str, Any]:
     summary: dict[str, Any] = {"task": config.task, "init": config.init, "step": result.step,
                                "metrics": result.metrics, "best_score": result.best_score,
                                "interrupted": result.interrupted}
+    if task.qa_head_report is not None:
+        summary["qa_head"] = task.qa_head_report  # answers whose output row came from the pre-training QA head
     if dist_info().is_main and not result.interrupted:
         best = result.best_checkpoint or result.last_checkpoint
         ckpt = load_checkpoint(best, "cpu")

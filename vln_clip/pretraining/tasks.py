@@ -33,7 +33,8 @@ from .data import (PretrainExample, TaskData, TaskExample, image_dir, load_task,
                    qa_answer_vocab, qa_targets)
 from .images import ImageSource, ResizeRule, collate_images
 from .masking import IGNORE, MASK_PROB, MISMATCH_PROB, PRETRAIN_PATCHES, mask_words, mismatch_indices
-from .model import TRANSFORMER_PRESETS, CLIPViLp, TransformerConfig, calibrate_cells, load_bert_state
+from .model import (TRANSFORMER_PRESETS, CLIPViLp, TransformerConfig, calibrate_cells, load_bert_state,
+                    transfer_answer_head)
 from .tokenizer import VOCAB_FILE, WordPieceTokenizer, train_wordpiece
 
 
@@ -95,6 +96,9 @@ class ModelSetup:
                                  dropout=self.dropout, **sizes)
 
 
+PRETRAIN_OBJECTIVES = ("mlm", "itm", "qa")
+
+
 @dataclass
 class PretrainConfig:
     """Pre-training run (paper appendix defaults: 20 epochs, QA in the last 11, batch 512)."""
@@ -108,6 +112,7 @@ class PretrainConfig:
     eval_examples: int = 2048
     epochs: int = 20
     qa_from_epoch: int = 9  # QA loss from this (0-based) epoch on: the last 11 of 20
+    objectives: tuple[str, ...] = PRETRAIN_OBJECTIVES  # a subset for ablations (LXMERT's --taskMaskLM etc.)
     patches: int = PRETRAIN_PATCHES
     mask_prob: float = MASK_PROB
     mismatch_prob: float = MISMATCH_PROB
@@ -146,6 +151,7 @@ class FinetuneConfig:
     min_answer_count: int = 1
     max_train_examples: int | None = None  # a seeded random subset (CPU budgets); None = all
     freeze_backbone: bool = False
+    load_qa_head: bool = False  # VQA/GQA from a checkpoint: start from its QA head (LXMERT --loadLXMERTQA)
     backbone_decay_epochs: tuple[int, ...] = (3,)
     warmup_fraction: float = 0.1
     backbone_optim: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
@@ -285,6 +291,10 @@ class PretrainTask(_VLTask):
     kind = "clipvil-pretrain"
 
     def __init__(self, config: PretrainConfig) -> None:
+        unknown = [o for o in config.objectives if o not in PRETRAIN_OBJECTIVES]
+        if unknown or not config.objectives:
+            raise DataError(f"pre-training objectives {list(config.objectives)}: choose one or more of "
+                            f"{', '.join(PRETRAIN_OBJECTIVES)} (e.g. --objectives mlm,itm)")
         self.config = config
         self.model_setup = config.model
         self.freeze = config.freeze_backbone
@@ -319,9 +329,13 @@ class PretrainTask(_VLTask):
                      ) -> dict[str, torch.Tensor]:
         """Losses and accuracies of one batch (``pool``/``keys``: where mismatched sentences come from)."""
         c = self.config
-        sent_of, matched = mismatch_indices(keys, list(indices), generator, c.mismatch_prob)
+        # an objective left out is neither trained nor applied to the input: no mismatches without
+        # ITM, no masked words without MLM
+        on = {o: o in c.objectives for o in PRETRAIN_OBJECTIVES}
+        sent_of, matched = mismatch_indices(keys, list(indices), generator, c.mismatch_prob if on["itm"] else 0.0)
         ids, mask, words = self.encode_text([pool[j].sentence for j in sent_of], c.model.max_text_len)
-        masked, labels = mask_words(ids, words, self.tokenizer.mask_id, self.candidate_ids, generator, c.mask_prob)
+        masked, labels = mask_words(ids, words, self.tokenizer.mask_id, self.candidate_ids, generator,
+                                    c.mask_prob if on["mlm"] else 0.0)
         images, valid = self.image_batch([ex.image_key for ex in examples])
         dev = self.device
         out = model(images, valid, masked.to(dev), mask.to(dev), patches=c.patches, generator=generator)
@@ -348,8 +362,9 @@ class PretrainTask(_VLTask):
         else:
             qa_loss = qa_logits.sum() * 0.0
             qa_acc = torch.tensor(float("nan"))
-        weight = 1.0 if with_qa else 0.0  # zero-weighted before qa_from: every head still gets a gradient (DDP)
-        return {"loss": mlm_loss + itm_loss + weight * qa_loss, "mlm_loss": mlm_loss.detach(),
+        # zero-weighted before qa_from (or when left out): every head still gets a gradient (DDP)
+        weight = 1.0 if with_qa and on["qa"] else 0.0
+        return {"loss": float(on["mlm"]) * mlm_loss + float(on["itm"]) * itm_loss + weight * qa_loss, "mlm_loss": mlm_loss.detach(),
                 "itm_loss": itm_loss.detach(), "qa_loss": qa_loss.detach(),
                 "mlm_acc": (mlm_logits.argmax(1) == labels[sel]).float().mean() if n_masked else torch.tensor(float("nan")),
                 "itm_acc": (itm_logits.argmax(1) == target).float().mean(), "qa_acc": qa_acc,
@@ -378,7 +393,7 @@ class PretrainTask(_VLTask):
                 if n:
                     sums[name][0] += float(logs[f"{name}_acc"]) * n
                     sums[name][1] += n
-        metrics = {f"val/{k}_acc": v[0] / v[1] for k, v in sums.items() if v[1]}
+        metrics = {f"val/{k}_acc": v[0] / v[1] for k, v in sums.items() if v[1] and k in c.objectives}
         metrics["val/score"] = float(np.mean(list(metrics.values())))
         return {**metrics, **self.backbone_metrics()}
 
@@ -404,6 +419,7 @@ def read_pretrained(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+QA_HEAD_TASKS = ("vqa", "gqa")  # tasks whose labels are answers, as in the pre-training QA table
 CORE_PREFIXES = ("backbone.", "embeddings.", "visual_embeddings.", "encoder.", "pooler.")
 
 
@@ -416,7 +432,12 @@ class FinetuneTask(_VLTask):
         self.config = config
         self.freeze = config.freeze_backbone
         self.pretrained: dict[str, Any] | None = None
+        self.qa_head_report: dict[str, int] | None = None
         self.model_setup = config.model
+        if config.load_qa_head and (config.init == "scratch" or config.task not in QA_HEAD_TASKS):
+            raise DataError(f"--load-qa-head starts the answer head from a pre-training checkpoint's QA head: it "
+                            f"needs --from RUN/best.pt and --task {' or '.join(QA_HEAD_TASKS)} (got --from "
+                            f"{config.init}, --task {config.task}); drop it otherwise")
         if config.init != "scratch":
             self.pretrained = read_pretrained(config.init)
             pre = PretrainConfig.from_dict(self.pretrained["config"])
@@ -443,6 +464,13 @@ class FinetuneTask(_VLTask):
                           calibrate=self.pretrained is None and not ctx.resuming)
         if self.pretrained is not None:
             self._load_core(self.pretrained["models"]["model"])
+            if c.load_qa_head:
+                self.qa_head_report = transfer_answer_head(
+                    self.model.classifier, self.pretrained["models"]["model"], "qa.",
+                    self.pretrained["extra"].get("qa_answers", []), self.data.classes)
+                if not self.qa_head_report["copied"]:
+                    raise DataError(f"{c.init}: none of the {len(self.data.classes)} {c.task} answers is in the "
+                                    "pre-training QA table; drop --load-qa-head")
         elif self.model_setup.text_init:
             load_bert_state(self.model, self.model_setup.text_init)
         self.order = DataOrder(len(self.data.train), c.batch_size, seed=c.seed)

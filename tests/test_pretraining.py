@@ -333,6 +333,7 @@ def test_left_out_objectives_are_neither_trained_nor_applied(world: Path, tmp_pa
     logs = task.batch_losses([task.train[i] for i in idx], idx, task.train, task.train_keys, task.generator, True,
                              task.model)
     assert torch.allclose(logs["loss"], logs["mlm_loss"]) and float(logs["mlm_loss"]) > 0
+    assert set(task.train_step(0)) == {"loss", "mlm_loss"}  # an untrained head's loss is not logged
     with pytest.raises(DataError, match="objectives"):
         PretrainTask(_pretrain_cfg(world, objectives=("nsp",)))
 

@@ -364,7 +364,8 @@ class PretrainTask(_VLTask):
             qa_acc = torch.tensor(float("nan"))
         # zero-weighted before qa_from (or when left out): every head still gets a gradient (DDP)
         weight = 1.0 if with_qa and on["qa"] else 0.0
-        return {"loss": float(on["mlm"]) * mlm_loss + float(on["itm"]) * itm_loss + weight * qa_loss, "mlm_loss": mlm_loss.detach(),
+        loss = float(on["mlm"]) * mlm_loss + float(on["itm"]) * itm_loss + weight * qa_loss
+        return {"loss": loss, "mlm_loss": mlm_loss.detach(),
                 "itm_loss": itm_loss.detach(), "qa_loss": qa_loss.detach(),
                 "mlm_acc": (mlm_logits.argmax(1) == labels[sel]).float().mean() if n_masked else torch.tensor(float("nan")),
                 "itm_acc": (itm_logits.argmax(1) == target).float().mean(), "qa_acc": qa_acc,
@@ -374,7 +375,9 @@ class PretrainTask(_VLTask):
         idx = self.order.next().tolist()
         logs = self.batch_losses([self.train[i] for i in idx], idx, self.train, self.train_keys, self.generator,
                                  step >= self.qa_from_step, self.module("model"))
-        return {k: v for k, v in logs.items() if k.endswith("loss") or k == "loss"}
+        # the losses logged: the total and those of the objectives trained (a left-out head's is noise)
+        trained = {f"{o}_loss" for o in self.config.objectives}
+        return {k: v for k, v in logs.items() if k == "loss" or k in trained}
 
     def evaluate(self) -> dict[str, float]:
         """Masked-word, matching and QA accuracy on a fixed subset of the held-out images

@@ -305,6 +305,26 @@ def test_frozen_backbone_gets_no_gradient(world: Path, tmp_path: Path) -> None:
     assert any(not torch.equal(a, p) for a, p in zip(tf0, task.model.transformer_parameters()))
 
 
+def test_held_backbone_waits_for_its_epoch(world: Path, tmp_path: Path) -> None:
+    """--unfreeze-backbone-epoch 1: the backbone is unchanged through epoch 0, trains from epoch 1."""
+    task = PretrainTask(_pretrain_cfg(world, unfreeze_backbone_epoch=1))
+    tr = Trainer(task, _loop(tmp_path, epochs=2))
+    steps = task.order.batches_per_epoch
+    assert tr.optim_cfgs["backbone"].hold_steps == steps
+    bb, tf = task.model.backbone_parameters(), task.model.transformer_parameters()
+    b0, t0 = _snapshot(bb), _snapshot(tf)
+    for _ in range(steps):
+        tr.update()
+    assert all(torch.equal(a, p) for a, p in zip(b0, bb))
+    assert any(not torch.equal(a, p) for a, p in zip(t0, tf))
+    tr.update()
+    assert any(not torch.equal(a, p) for a, p in zip(b0, bb))
+    with pytest.raises(DataError, match="drop one"):
+        PretrainTask(_pretrain_cfg(world, unfreeze_backbone_epoch=1, freeze_backbone=True))
+    with pytest.raises(DataError, match="between 1 and 1"):
+        PretrainTask(_pretrain_cfg(world, unfreeze_backbone_epoch=2))
+
+
 def test_qa_loss_only_from_its_epoch(world: Path, tmp_path: Path) -> None:
     task = PretrainTask(_pretrain_cfg(world))
     Trainer(task, _loop(tmp_path))

@@ -64,6 +64,10 @@ def test_schedules_are_the_documented_formulas():
     step = OptimizerConfig(lr=1.0, schedule="step", milestones=(5, 10), gamma=0.1)
     assert [step.factor(s, total) for s in (0, 4, 5, 9, 10, 19)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
     assert OptimizerConfig(schedule="constant", total_steps=3).factor(100, total) == 1.0
+    held = OptimizerConfig(lr=1.0, schedule="step", milestones=(5,), gamma=0.1, hold_steps=3)
+    assert [held.factor(s, total) for s in range(7)] == pytest.approx([0, 0, 0, 1, 1, 0.1, 0.1])
+    with pytest.raises(ValueError, match="hold_steps"):
+        OptimizerConfig(hold_steps=-1).validate()
     with pytest.raises(ValueError, match="schedule"):
         OptimizerConfig(schedule="poly").validate()
     # the optimizers see the same numbers: lr at update s is lr * factor(s)

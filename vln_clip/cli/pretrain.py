@@ -56,6 +56,9 @@ def _loop_args(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     g.add_argument("--transformer-lr", type=float, help="AdamW peak learning rate of the transformer")
     g.add_argument("--backbone-decay-epochs", type=_int_tuple, help="epochs after which the backbone lr drops x0.1")
     g.add_argument("--freeze-backbone", action="store_true", help="no gradient reaches the backbone (Table 8)")
+    g.add_argument("--unfreeze-backbone-epoch", type=int,
+                   help="the backbone's learning rate is 0 before this (0-based) epoch, so the new layers above "
+                        "it train first (default 0: from the start)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="cpu", help="cpu or cuda (torchrun: one GPU per rank)")
     g.add_argument("--eval-every", type=int, default=0, help="updates between evaluations (0: at the end)")
@@ -141,7 +144,8 @@ def _setup(args: argparse.Namespace) -> tuple[dict[str, Any], Any]:
 def _optim(args: argparse.Namespace, defaults: Any) -> dict[str, Any]:
     import dataclasses
 
-    out: dict[str, Any] = {"backbone_decay_epochs": args.backbone_decay_epochs}
+    out: dict[str, Any] = {"backbone_decay_epochs": args.backbone_decay_epochs,
+                           "unfreeze_backbone_epoch": args.unfreeze_backbone_epoch}
     if args.backbone_lr is not None:
         out["backbone_optim"] = dataclasses.replace(defaults.backbone_optim, lr=args.backbone_lr)
     if args.transformer_lr is not None:

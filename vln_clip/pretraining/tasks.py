@@ -119,6 +119,9 @@ class PretrainConfig:
     qa_min_count: int = 1
     max_train_examples: int | None = None  # a seeded random subset (CPU budgets); None = all
     freeze_backbone: bool = False
+    # the backbone's learning rate is 0 before this (0-based) epoch: the randomly initialised
+    # transformer first trains on fixed grid features (docs/pretraining.md, round 7)
+    unfreeze_backbone_epoch: int = 0
     backbone_decay_epochs: tuple[int, ...] = (12, 17)
     warmup_fraction: float = 0.05
     backbone_optim: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
@@ -152,6 +155,7 @@ class FinetuneConfig:
     max_train_examples: int | None = None  # a seeded random subset (CPU budgets); None = all
     freeze_backbone: bool = False
     load_qa_head: bool = False  # VQA/GQA from a checkpoint: start from its QA head (LXMERT --loadLXMERTQA)
+    unfreeze_backbone_epoch: int = 0  # as in PretrainConfig: backbone lr 0 before this epoch
     backbone_decay_epochs: tuple[int, ...] = (3,)
     warmup_fraction: float = 0.1
     backbone_optim: OptimizerConfig = field(default_factory=lambda: OptimizerConfig(
@@ -169,6 +173,18 @@ class FinetuneConfig:
 
 
 # ---------------------------------------------------------------------------------------
+
+
+def _check_unfreeze(epoch: int, epochs: int, frozen: bool) -> None:
+    """``--unfreeze-backbone-epoch`` must leave the backbone some epochs and cannot meet a frozen one."""
+    if epoch == 0:
+        return
+    if frozen:
+        raise DataError("--unfreeze-backbone-epoch with --freeze-backbone: the backbone never trains when frozen; "
+                        "drop one of the two")
+    if not 0 < epoch < epochs:
+        raise DataError(f"--unfreeze-backbone-epoch {epoch}: must be between 1 and {epochs - 1} (the run has "
+                        f"{epochs} epochs); use --freeze-backbone for a backbone that never trains")
 
 
 class _VLTask(Task):
@@ -230,13 +246,14 @@ class _VLTask(Task):
         return {"backbone/cell_std": float(self.model.visual_embeddings.cell_std.mean())}
 
     def _optimizers(self, backbone: OptimizerConfig, transformer: OptimizerConfig, decay_epochs: Sequence[int],
-                    warmup_fraction: float, epochs: int) -> dict[str, tuple[Any, OptimizerConfig]]:
+                    warmup_fraction: float, epochs: int, unfreeze_epoch: int = 0) -> dict[str, tuple[Any, OptimizerConfig]]:
         steps = self.steps_per_epoch()
         total = max(epochs * steps, 1)
         tcfg = dataclasses.replace(transformer, warmup_steps=transformer.warmup_steps or int(warmup_fraction * total))
         out: dict[str, tuple[Any, OptimizerConfig]] = {"transformer": (self.model.transformer_parameters(), tcfg)}
         if not self.freeze:
-            bcfg = dataclasses.replace(backbone, milestones=backbone.milestones or tuple(e * steps for e in decay_epochs))
+            bcfg = dataclasses.replace(backbone, milestones=backbone.milestones or tuple(e * steps for e in decay_epochs),
+                                       hold_steps=backbone.hold_steps or unfreeze_epoch * steps)
             out["backbone"] = (self.model.backbone_parameters(), bcfg)
         return out
 
@@ -298,6 +315,7 @@ class PretrainTask(_VLTask):
         self.config = config
         self.model_setup = config.model
         self.freeze = config.freeze_backbone
+        _check_unfreeze(config.unfreeze_backbone_epoch, config.epochs, config.freeze_backbone)
 
     def setup(self, ctx: TaskContext) -> None:
         c = self.config
@@ -322,7 +340,7 @@ class PretrainTask(_VLTask):
     def optimizers(self) -> dict[str, tuple[Any, OptimizerConfig]]:
         c = self.config
         return self._optimizers(c.backbone_optim, c.transformer_optim, c.backbone_decay_epochs, c.warmup_fraction,
-                                c.epochs)
+                                c.epochs, c.unfreeze_backbone_epoch)
 
     def batch_losses(self, examples: Sequence[PretrainExample], indices: Sequence[int], pool: Sequence[PretrainExample],
                      keys: Sequence[str], generator: torch.Generator, with_qa: bool, model: torch.nn.Module
@@ -435,6 +453,7 @@ class FinetuneTask(_VLTask):
         self.config = config
         self.freeze = config.freeze_backbone
         self.pretrained: dict[str, Any] | None = None
+        _check_unfreeze(config.unfreeze_backbone_epoch, config.epochs, config.freeze_backbone)
         self.qa_head_report: dict[str, int] | None = None
         self.model_setup = config.model
         if config.load_qa_head and (config.init == "scratch" or config.task not in QA_HEAD_TASKS):
@@ -489,7 +508,7 @@ class FinetuneTask(_VLTask):
     def optimizers(self) -> dict[str, tuple[Any, OptimizerConfig]]:
         c = self.config
         return self._optimizers(c.backbone_optim, c.transformer_optim, c.backbone_decay_epochs, c.warmup_fraction,
-                                c.epochs)
+                                c.epochs, c.unfreeze_backbone_epoch)
 
     def logits(self, examples: Sequence[TaskExample], model: torch.nn.Module) -> torch.Tensor:
         ids, mask, _ = self.encode_text([ex.text for ex in examples], self.model_setup.max_text_len)

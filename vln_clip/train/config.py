@@ -45,6 +45,9 @@ class OptimizerConfig:
 
     Schedule: the learning rate at update ``s`` (0-based) is ``lr * factor(s)`` with
 
+    * hold (all schedules): ``factor = 0`` while ``s < hold_steps`` (parameters that wait, e.g.
+      a pretrained backbone held fixed until the randomly initialised layers above it have
+      trained for a while; the optimizer still runs, at learning rate 0);
     * warm-up (all schedules): ``factor = (s + 1) / warmup_steps`` while ``s < warmup_steps``;
     * ``constant``: 1 afterwards;
     * ``linear``: ``(T - s) / (T - warmup_steps)``, reaching 0 at ``T = total_steps``;
@@ -65,6 +68,7 @@ class OptimizerConfig:
     grad_clip: float | None = None
     schedule: str = "constant"
     warmup_steps: int = 0
+    hold_steps: int = 0
     total_steps: int | None = None
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
@@ -74,8 +78,8 @@ class OptimizerConfig:
             raise ValueError(f"optimizer name must be one of {OPTIMIZERS}, got {self.name!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if not self.lr > 0 or self.weight_decay < 0 or self.warmup_steps < 0:
-            raise ValueError("lr must be > 0, weight_decay and warmup_steps >= 0")
+        if not self.lr > 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.hold_steps < 0:
+            raise ValueError("lr must be > 0, weight_decay, warmup_steps and hold_steps >= 0")
         if self.total_steps is not None and self.total_steps < 1:
             raise ValueError("total_steps must be >= 1 (or None for the run's length)")
         if list(self.milestones) != sorted(self.milestones):
@@ -84,6 +88,8 @@ class OptimizerConfig:
     def factor(self, step: int, total_steps: int) -> float:
         """The schedule's multiplier of ``lr`` at update ``step`` (see the class docstring)."""
         total = self.total_steps or total_steps
+        if step < self.hold_steps:
+            return 0.0
         w = self.warmup_steps
         if step < w:
             return (step + 1) / w

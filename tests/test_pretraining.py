@@ -21,7 +21,7 @@ from vln_clip.datasets.snli_ve import SNLIVEItem, write_snli_ve
 from vln_clip.datasets.vqa import VQAItem, coco_image_key, write_vqa
 from vln_clip.errors import DataError, MissingResourceError
 from vln_clip.pretraining.backbone import BackboneConfig, build_backbone
-from vln_clip.pretraining.compare import paired_bootstrap
+from vln_clip.pretraining.compare import compare_runs, paired_bootstrap
 from vln_clip.pretraining.images import ResizeRule, collate_images
 from vln_clip.pretraining.masking import IGNORE, mask_words, mismatch_indices, sample_patches
 from vln_clip.pretraining.model import (AnswerHead, CLIPViLp, TransformerConfig, bert_name, load_bert_state,
@@ -505,6 +505,21 @@ def test_paired_bootstrap_hand_values() -> None:
     assert same.diff == same.ci_low == same.ci_high == 0.0
     with pytest.raises(DataError, match="different items"):
         paired_bootstrap(a, {"x": 1.0})
+
+
+def test_compare_pools_pairs_of_runs_by_seed(tmp_path: Path) -> None:
+    """Two seeds' pairs pooled: each (seed, question) is one item, hand-computed means."""
+    scores = {"a1": {"q1": 1, "q2": 1}, "b1": {"q1": 0, "q2": 1}, "a2": {"q1": 0, "q2": 1}, "b2": {"q1": 0, "q2": 0}}
+    for run, sc in scores.items():
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "val_scores.json").write_text(json.dumps(sc))
+    runs = [tmp_path / r for r in ("a1", "b1", "a2", "b2")]
+    res = compare_runs(runs, "val", resamples=500)
+    assert res.n == 4 and res.mean_a == 75.0 and res.mean_b == 25.0 and res.diff == 50.0
+    assert res.wins_a == 2 and res.wins_b == 0
+    assert compare_runs(runs[:2], "val", resamples=100).diff == 50.0
+    with pytest.raises(DataError, match="pairs of runs"):
+        compare_runs(runs[:3])
 
 
 def test_grid_cells_standardised_on_training_images(world: Path, tmp_path: Path) -> None:

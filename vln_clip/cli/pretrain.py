@@ -114,8 +114,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     f.add_argument("--load-qa-head", action="store_true",
                    help="VQA/GQA from a checkpoint: start the answer head from the pre-training QA head (the "
                         "rows of shared answers; LXMERT's --loadLXMERTQA)")
-    f.add_argument("--compare", nargs=2, type=Path, metavar=("RUN_A", "RUN_B"),
-                   help="no training: paired bootstrap comparison of two fine-tuned runs")
+    f.add_argument("--compare", nargs="+", type=Path, metavar="RUN",
+                   help="no training: paired bootstrap comparison RUN_A RUN_B of two fine-tuned runs; more pairs "
+                        "(A1 B1 A2 B2 ..., e.g. one per seed) are pooled over (pair, question)")
     f.add_argument("--split", default="val", help="with --compare: the split to compare")
     f.add_argument("--resamples", type=int, default=10000, help="with --compare: bootstrap resamples")
     _model_args(f, " (for --from scratch; a checkpoint brings its own)")
@@ -193,12 +194,12 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 def _finetune(args: argparse.Namespace) -> int:
     if args.compare:
-        from vln_clip.pretraining.compare import paired_bootstrap, read_scores
+        from vln_clip.pretraining.compare import compare_runs
 
-        a, b = (read_scores(run / f"{args.split}_scores.json") for run in args.compare)
-        res = paired_bootstrap(a, b, resamples=args.resamples)
-        print(json.dumps({"a": str(args.compare[0]), "b": str(args.compare[1]), "split": args.split,
-                          **res.to_dict()}))
+        res = compare_runs(args.compare, args.split, args.resamples)
+        runs = [str(r) for r in args.compare]
+        names = {"a": runs[0], "b": runs[1]} if len(runs) == 2 else {"a": runs[0::2], "b": runs[1::2]}
+        print(json.dumps({**names, "split": args.split, **res.to_dict()}))
         return 0
     missing = [name for name, v in (("--task", args.task), ("--from", args.init), ("--data", args.data),
                                     ("--out", args.out)) if v is None]

@@ -27,7 +27,7 @@ def read_scores(path: str | Path) -> dict[str, float]:
     return {str(k): float(v) for k, v in data.items()}
 
 
-def compare_runs(runs: "list[Path]", split: str = "val", resamples: int = 10000) -> PairedResult:
+def compare_runs(runs: list[Path], split: str = "val", resamples: int = 10000) -> PairedResult:
     """``runs`` = A1 B1 [A2 B2 ...]: A vs B on ``split``, pooled over the pairs (e.g. seeds).
 
     Question ids are prefixed by the pair's index, so a question of seed 1 pairs with the same

@@ -246,7 +246,7 @@ class _VLTask(Task):
         return {"backbone/cell_std": float(self.model.visual_embeddings.cell_std.mean())}
 
     def _optimizers(self, backbone: OptimizerConfig, transformer: OptimizerConfig, decay_epochs: Sequence[int],
-                    warmup_fraction: float, epochs: int, unfreeze_epoch: int = 0) -> dict[str, tuple[Any, OptimizerConfig]]:
+                    warmup_fraction: float, epochs: int, unfreeze_epoch: int) -> dict[str, tuple[Any, OptimizerConfig]]:
         steps = self.steps_per_epoch()
         total = max(epochs * steps, 1)
         tcfg = dataclasses.replace(transformer, warmup_steps=transformer.warmup_steps or int(warmup_fraction * total))
@@ -453,9 +453,9 @@ class FinetuneTask(_VLTask):
         self.config = config
         self.freeze = config.freeze_backbone
         self.pretrained: dict[str, Any] | None = None
-        _check_unfreeze(config.unfreeze_backbone_epoch, config.epochs, config.freeze_backbone)
         self.qa_head_report: dict[str, int] | None = None
         self.model_setup = config.model
+        _check_unfreeze(config.unfreeze_backbone_epoch, config.epochs, config.freeze_backbone)
         if config.load_qa_head and (config.init == "scratch" or config.task not in QA_HEAD_TASKS):
             raise DataError(f"--load-qa-head starts the answer head from a pre-training checkpoint's QA head: it "
                             f"needs --from RUN/best.pt and --task {' or '.join(QA_HEAD_TASKS)} (got --from "

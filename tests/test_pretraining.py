@@ -449,6 +449,64 @@ def test_finetune_from_pretrained_loads_the_core_and_writes_predictions(world: P
         FinetuneTask(finetune_config("gqa", "cpu", init=str(tmp_path / "ft" / "best.pt"), data=str(world)))
 
 
+def test_pretraining_continues_from_a_checkpoint(world: Path, tmp_path: Path) -> None:
+    """--init: a second phase starts from the first phase's model, vocabulary and heads exactly."""
+    from vln_clip.pretraining.run import pretrain
+
+    first = pretrain(_pretrain_cfg(world, epochs=1, qa_from_epoch=0), _loop(tmp_path / "first"))
+    ckpt = load_checkpoint(first.best_checkpoint)
+    # this run's own model options (64 -> 32 px, another transformer) give way to the checkpoint's
+    cfg = pretrain_config("cpu", model={**MODEL, "short_side": 32, "transformer": "small"}, data=str(world),
+                          batch_size=4, epochs=1, qa_from_epoch=0, patches=4, eval_examples=8, eval_batch_size=8,
+                          objectives=("qa",), init=str(first.best_checkpoint))
+    task = PretrainTask(cfg)
+    assert task.model_setup.short_side == 64 and task.model_setup.backbone == TINY
+    Trainer(task, _loop(tmp_path / "second"))
+    assert (tmp_path / "second" / "vocab.txt").read_text().splitlines() == ckpt["extra"]["vocab"]
+    ours = task.model.state_dict()
+    for k, v in ckpt["models"]["model"].items():  # every tensor, the QA head too (the same answer table)
+        assert torch.equal(ours[k], v), k
+    assert task.qa_head_report == {"copied": 4, "new": 0}
+    # the second phase trains: from the same start, one epoch of QA moves the transformer
+    second = pretrain(cfg, _loop(tmp_path / "second2"))
+    after = load_checkpoint(second.last_checkpoint)["models"]["model"]
+    assert not torch.equal(after["encoder.layer.0.attention.self.query.weight"],
+                           ckpt["models"]["model"]["encoder.layer.0.attention.self.query.weight"])
+    report = json.loads((tmp_path / "second2" / "pretrain.json").read_text())
+    assert report["config"]["init"] == str(first.best_checkpoint) and report["config"]["model"]["short_side"] == 64
+    with pytest.raises(DataError, match="--vocab"):
+        PretrainTask(pretrain_config("cpu", model={**MODEL, "vocab": str(tmp_path / "first" / "vocab.txt")},
+                                     data=str(world), init=str(first.best_checkpoint)))
+
+
+def test_lm_sources_keep_questions_out_of_mlm_and_itm(world: Path, tmp_path: Path) -> None:
+    """--lm-sources mscoco: captions are masked and mismatched (with other captions only); the
+    questions are neither, so they reach QA intact. Without it every sentence takes part."""
+    def inputs(**kw):
+        task = PretrainTask(_pretrain_cfg(world, mismatch_prob=1.0, mask_prob=0.5, **kw))
+        Trainer(task, _loop(tmp_path / str(len(kw))))
+        idx = list(range(len(task.train)))
+        keys = [ex.image_key for ex in task.train]
+        return task, task.batch_inputs(idx, task.train, keys, torch.Generator().manual_seed(0))
+
+    task, text = inputs(lm_sources=("mscoco",))
+    caption = torch.tensor([ex.source == "mscoco" for ex in task.train])
+    assert torch.equal(text["lm"], caption) and 0 < int(caption.sum()) < len(caption)
+    for i, ex in enumerate(task.train):
+        partner = task.train[text["sent_of"][i]]
+        if ex.source == "mscoco":  # every caption swapped (p=1) for another image's caption
+            assert partner.source == "mscoco" and partner.image_key != ex.image_key and text["matched"][i] == 0
+        else:
+            assert text["sent_of"][i] == i and text["matched"][i] == 1
+    masked_rows = (text["labels"] != IGNORE).any(1)
+    assert not masked_rows[~caption].any() and masked_rows[caption].any()
+    assert torch.equal(text["masked"][~caption], text["ids"][~caption])
+    _, every = inputs()
+    assert bool(every["lm"].all()) and float(every["matched"].mean()) == 0.0  # questions mismatched too
+    with pytest.raises(DataError, match="--lm-sources"):
+        inputs(lm_sources=("vg",))
+
+
 def test_answer_head_transfer_copies_shared_answers_only() -> None:
     torch.manual_seed(0)
     src, dst = AnswerHead(8, 3), AnswerHead(8, 3)

@@ -79,6 +79,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                     "--backbone-layers 1,1,1,1 --preset cpu --out runs/pre_cpu",
                     "vln-clip pretrain --data lxmert/ --encoder clip_res50x4 --text-init bert-base-uncased/ "
                     "--vocab bert-base-uncased/vocab.txt --out runs/pre --device cuda",
+                    "vln-clip pretrain --data data/synth_vl --init runs/pre_captions/best.pt --objectives qa "
+                    "--qa-from-epoch 0 --out runs/pre_then_qa",
                     "torchrun --nproc-per-node 8 -m vln_clip.cli.main pretrain --data lxmert/ --encoder clip_res50 "
                     "--out runs/pre --device cuda"],
                    description="Pre-train the single-stream transformer and the CLIP backbone on the LXMERT-layout "
@@ -87,13 +89,19 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                                "from --qa-from-epoch on. Resumable (--resume), TensorBoard per objective in "
                                "OUT/tb, DDP under torchrun. Writes OUT/best.pt for vln-clip finetune.")
     p.add_argument("--data", required=True, type=Path, help="folder with lxmert/mscoco_{train,val}.json and images/")
-    _model_args(p)
+    p.add_argument("--init", help="continue from a pre-training checkpoint (RUN/best.pt): a second phase with "
+                                  "other data or --objectives; the checkpoint brings model, vocabulary and "
+                                  "weights, the optimizers start fresh")
+    _model_args(p, " (without --init; a checkpoint brings its own)")
     _loop_args(p)
     g = p.add_argument_group("objectives")
     g.add_argument("--qa-from-epoch", type=int, help="0-based epoch from which the QA loss is added (paper: 9 of 20)")
     g.add_argument("--patches", type=int, help="grid cells sampled per image (paper 100)")
     g.add_argument("--objectives", help="comma-separated subset of mlm,itm,qa to train (default all; ablations). "
                                         "A left-out objective is not applied to the input either")
+    g.add_argument("--lm-sources", help="comma-separated sentence sources (sentf keys, e.g. mscoco,vg) that "
+                                        "MLM and ITM read (default all); the other sentences (questions) feed QA "
+                                        "only: not masked, never mismatched")
     g.add_argument("--eval-examples", type=int, help="held-out examples scored at each evaluation")
     p.set_defaults(func=_pretrain)
 
@@ -181,7 +189,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     cfg = pretrain_config(args.preset, model=model, data=str(args.data), batch_size=args.batch_size,
                           epochs=args.epochs, qa_from_epoch=args.qa_from_epoch, patches=args.patches,
                           eval_examples=args.eval_examples, max_train_examples=args.max_train_examples,
-                          freeze_backbone=args.freeze_backbone or None,
+                          freeze_backbone=args.freeze_backbone or None, init=args.init,
+                          lm_sources=tuple(x for x in args.lm_sources.split(",") if x) if args.lm_sources else None,
                           objectives=tuple(o for o in args.objectives.split(",") if o) if args.objectives else None,
                           seed=args.seed, **_optim(args, base))
     result = pretrain(cfg, _loop(args))

@@ -69,15 +69,18 @@ def finetune_config(task_name: str, preset: str = "paper", model: dict[str, Any]
 
 
 def pretrain(config: PretrainConfig, loop: LoopConfig) -> FitResult:
-    """Pre-train; writes ``OUT/{last,best}.pt``, ``OUT/vocab.txt``, ``OUT/tb``, ``OUT/pretrain.json``."""
+    """Pre-train (from scratch, or continuing ``config.init``); writes ``OUT/{last,best}.pt``,
+    ``OUT/vocab.txt``, ``OUT/tb``, ``OUT/pretrain.json``."""
     loop = dataclasses.replace(loop, epochs=config.epochs, iters=None, best_metric=loop.best_metric or "val/score",
                                best_mode="max")
     t0 = time.perf_counter()
-    result = fit(PretrainTask(config), loop)
+    task = PretrainTask(config)  # with --init, its config holds the checkpoint's model
+    result = fit(task, loop)
     if dist_info().is_main:
+        extra = {"qa_head": task.qa_head_report} if task.qa_head_report is not None else {}
         write_json(Path(loop.out_dir) / "pretrain.json",
-                   {"config": config.to_dict(), "backbone": config.model.backbone.label(), "step": result.step,
-                    "metrics": result.metrics, "best_score": result.best_score,
+                   {"config": task.config.to_dict(), "backbone": task.model_setup.backbone.label(), **extra,
+                    "step": result.step, "metrics": result.metrics, "best_score": result.best_score,
                     "wall_s_this_call": time.perf_counter() - t0, "interrupted": result.interrupted,
                     "torch_threads": torch.get_num_threads()}, indent=1)
     return result

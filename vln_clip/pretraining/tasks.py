@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from vln_clip.errors import DataError
 from vln_clip.eval.vqa_accuracy import vqa_accuracy
+from vln_clip.io import atomic_path
 from vln_clip.train import DataOrder, OptimizerConfig, Task, TaskContext, load_checkpoint
 
 from .backbone import BackboneConfig, build_backbone, calibrate_batchnorm
@@ -113,6 +114,12 @@ class PretrainConfig:
     epochs: int = 20
     qa_from_epoch: int = 9  # QA loss from this (0-based) epoch on: the last 11 of 20
     objectives: tuple[str, ...] = PRETRAIN_OBJECTIVES  # a subset for ablations (LXMERT's --taskMaskLM etc.)
+    # a pre-training checkpoint to continue from (a second phase with other data or objectives,
+    # as LXMERT's --loadLXMERT): its model sizes, backbone, vocabulary and weights; fresh optimizers
+    init: str | None = None
+    # sentence sources (``sentf`` keys, e.g. mscoco) that MLM and ITM read; None = every sentence.
+    # The other sentences (questions) then feed QA only: no masks, never mismatched, no ITM loss
+    lm_sources: tuple[str, ...] | None = None
     patches: int = PRETRAIN_PATCHES
     mask_prob: float = MASK_PROB
     mismatch_prob: float = MISMATCH_PROB
@@ -187,6 +194,35 @@ def _check_unfreeze(epoch: int, epochs: int, frozen: bool) -> None:
                         f"{epochs} epochs); use --freeze-backbone for a backbone that never trains")
 
 
+PRETRAIN_KIND = "clipvil-pretrain"
+CORE_PREFIXES = ("backbone.", "embeddings.", "visual_embeddings.", "encoder.", "pooler.")
+
+
+def read_pretrained(path: str | Path) -> dict[str, Any]:
+    """A pre-training checkpoint (``RUN/best.pt`` or ``last.pt``) with a clear error otherwise."""
+    ckpt = load_checkpoint(path, "cpu")
+    if ckpt.get("kind") != PRETRAIN_KIND:
+        raise DataError(f"{path}: a {ckpt.get('kind')!r} checkpoint, not a CLIP-ViL_p pre-training one "
+                        "(vln-clip pretrain writes RUN/best.pt); or pass --from scratch")
+    return ckpt
+
+
+def pretrained_setup(pretrained: dict[str, Any], local: ModelSetup) -> ModelSetup:
+    """The model of a pre-training checkpoint (backbone, sizes, image rule, text length), with this
+    run's machine settings (image cache, threads): a later run cannot change the architecture."""
+    pre = PretrainConfig.from_dict(pretrained["config"])
+    return dataclasses.replace(pre.model, vocab=None, text_init=None, cache_images=local.cache_images,
+                               threads=local.threads)
+
+
+def _check_init_options(setup: ModelSetup, source: str) -> None:
+    """Options that would change a pre-trained model are refused rather than silently ignored."""
+    given = [flag for flag, v in (("--vocab", setup.vocab), ("--text-init", setup.text_init)) if v]
+    if given:
+        raise DataError(f"{' and '.join(given)} with {source}: the checkpoint brings its own vocabulary and "
+                        f"weights; drop {' and '.join(given)}")
+
+
 class _VLTask(Task):
     """What both tasks share: tokenizer, images, the model and its two optimizers."""
 
@@ -235,6 +271,24 @@ class _VLTask(Task):
         if self.freeze:
             self.model.freeze_backbone()
         self.model.to(self.device)
+
+    def _pretrained_tokenizer(self, ctx: TaskContext, pretrained: dict[str, Any]) -> WordPieceTokenizer:
+        """The vocabulary the checkpoint was trained with, written to the run folder (kept on resume)."""
+        path = ctx.out_dir / VOCAB_FILE
+        if not (ctx.resuming and path.is_file()):
+            ctx.out_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                tmp.write_text("\n".join(pretrained["extra"]["vocab"]) + "\n", encoding="utf-8")
+        return WordPieceTokenizer(path)
+
+    def _load_pretrained(self, state: dict[str, torch.Tensor], prefixes: tuple[str, ...], source: str) -> None:
+        """Every tensor of the checkpoint under ``prefixes`` into the model; any mismatch is an error."""
+        part = {k: v for k, v in state.items() if k.startswith(prefixes)}
+        missing, unexpected = self.model.load_state_dict(part, strict=False)
+        missing = [k for k in missing if k.startswith(prefixes)]
+        if missing or unexpected:
+            raise DataError(f"{source}: does not fit the model (missing {missing[:3]}, unexpected "
+                            f"{list(unexpected)[:3]}); start from a checkpoint of vln-clip pretrain")
 
     def models(self) -> dict[str, torch.nn.Module]:
         return {"model": self.model}
@@ -305,17 +359,23 @@ def _tokenizer_for(out_dir: Path, setup: ModelSetup, texts: Sequence[str], resum
 class PretrainTask(_VLTask):
     """MLM + ITM (+ QA late in the schedule) on the LXMERT mix."""
 
-    kind = "clipvil-pretrain"
+    kind = PRETRAIN_KIND
 
     def __init__(self, config: PretrainConfig) -> None:
         unknown = [o for o in config.objectives if o not in PRETRAIN_OBJECTIVES]
         if unknown or not config.objectives:
             raise DataError(f"pre-training objectives {list(config.objectives)}: choose one or more of "
                             f"{', '.join(PRETRAIN_OBJECTIVES)} (e.g. --objectives mlm,itm)")
-        self.config = config
-        self.model_setup = config.model
         self.freeze = config.freeze_backbone
         _check_unfreeze(config.unfreeze_backbone_epoch, config.epochs, config.freeze_backbone)
+        self.pretrained: dict[str, Any] | None = None
+        self.qa_head_report: dict[str, int] | None = None
+        if config.init:
+            _check_init_options(config.model, f"--init {config.init}")
+            self.pretrained = read_pretrained(config.init)
+            config = dataclasses.replace(config, model=pretrained_setup(self.pretrained, config.model))
+        self.config = config
+        self.model_setup = config.model
 
     def setup(self, ctx: TaskContext) -> None:
         c = self.config
@@ -328,32 +388,90 @@ class PretrainTask(_VLTask):
         self.val = [val[i] for i in order[: c.eval_examples]]
         self.train_keys = [ex.image_key for ex in self.train]
         self.qa_vocab = qa_answer_vocab(self.train, c.qa_min_count)
-        self.tokenizer = _tokenizer_for(ctx.out_dir, c.model, [ex.sentence for ex in self.train], ctx.resuming)
+        if self.pretrained is not None:
+            self.tokenizer = self._pretrained_tokenizer(ctx, self.pretrained)
+        else:
+            self.tokenizer = _tokenizer_for(ctx.out_dir, c.model, [ex.sentence for ex in self.train], ctx.resuming)
         self._build_inputs(ctx, c.data)
-        self._build_model(self.train_keys, pretrain_answers=len(self.qa_vocab), calibrate=not ctx.resuming)
-        if c.model.text_init:
+        self._build_model(self.train_keys, pretrain_answers=len(self.qa_vocab),
+                          calibrate=self.pretrained is None and not ctx.resuming)
+        if self.pretrained is not None:
+            if not ctx.resuming:  # a resumed run loads its own last.pt over all of this
+                self._init_from_pretrained(self.pretrained)
+        elif c.model.text_init:
             self.text_init_report = load_bert_state(self.model, c.model.text_init)
         self.order = DataOrder(len(self.train), c.batch_size, seed=c.seed)
         self.generator = torch.Generator().manual_seed(10_007 * (c.seed + 1) + ctx.rank)
         self.qa_from_step = c.qa_from_epoch * self.order.batches_per_epoch
+        if c.lm_sources is not None:
+            sources = {ex.source for ex in self.train}
+            if not sources & set(c.lm_sources):
+                raise DataError(f"--lm-sources {','.join(c.lm_sources)}: no training sentence has these sources "
+                                f"(the mix has {', '.join(sorted(sources))}); name some of them")
+        # per pool (train, val): the indices of the sentences MLM and ITM read, and each one's position
+        self._lm_pools = {id(pool): self._lm_index(pool) for pool in (self.train, self.val)}
+
+    def _init_from_pretrained(self, pretrained: dict[str, Any]) -> None:
+        """Core, MLM and ITM heads as they were; the QA head keeps the rows of the answers both
+        answer tables share (a phase on other QA data has its own table), the rest fresh."""
+        state = pretrained["models"]["model"]
+        self._load_pretrained(state, CORE_PREFIXES + ("cls.", "itm."), str(self.config.init))
+        answers = pretrained["extra"].get("qa_answers", [])
+        if answers:
+            self.qa_head_report = transfer_answer_head(self.model.qa, state, "qa.", answers,
+                                                       list(self.qa_vocab.answers))
+        else:
+            self.qa_head_report = {"copied": 0, "new": len(self.qa_vocab.answers)}
 
     def optimizers(self) -> dict[str, tuple[Any, OptimizerConfig]]:
         c = self.config
         return self._optimizers(c.backbone_optim, c.transformer_optim, c.backbone_decay_epochs, c.warmup_fraction,
                                 c.epochs, c.unfreeze_backbone_epoch)
 
+    def _lm_index(self, pool: Sequence[PretrainExample]) -> tuple[list[int], dict[int, int]] | None:
+        if self.config.lm_sources is None:
+            return None
+        chosen = [i for i, ex in enumerate(pool) if ex.source in self.config.lm_sources]
+        return chosen, {j: k for k, j in enumerate(chosen)}
+
+    def batch_inputs(self, indices: Sequence[int], pool: Sequence[PretrainExample], keys: Sequence[str],
+                     generator: torch.Generator) -> dict[str, torch.Tensor | list[int]]:
+        """The text side of a batch: which sentence each image is paired with (ITM), the masked
+        ids and their labels (MLM), and ``lm`` (the rows MLM and ITM apply to, see ``lm_sources``)."""
+        c = self.config
+        # an objective left out is neither trained nor applied to the input: no mismatches without
+        # ITM, no masked words without MLM
+        on = {o: o in c.objectives for o in PRETRAIN_OBJECTIVES}
+        prob = c.mismatch_prob if on["itm"] else 0.0
+        lm_pool = None if c.lm_sources is None else (self._lm_pools.get(id(pool)) or self._lm_index(pool))
+        if lm_pool is None:
+            sent_of, matched = mismatch_indices(keys, list(indices), generator, prob)
+            lm = torch.ones(len(indices), dtype=torch.bool)
+        else:  # mismatches only among the lm rows, drawn from the lm sentences of the pool
+            chosen, position = lm_pool
+            lm = torch.tensor([j in position for j in indices], dtype=torch.bool)
+            rows = [i for i, j in enumerate(indices) if j in position]
+            sub, sub_matched = mismatch_indices([keys[j] for j in chosen], [position[indices[i]] for i in rows],
+                                                generator, prob)
+            sent_of, matched = list(indices), torch.ones(len(indices))
+            for r, k, m in zip(rows, sub, sub_matched.tolist()):
+                sent_of[r], matched[r] = chosen[k], m
+        ids, mask, words = self.encode_text([pool[j].sentence for j in sent_of], c.model.max_text_len)
+        words[~lm] = -1  # never masked
+        masked, labels = mask_words(ids, words, self.tokenizer.mask_id, self.candidate_ids, generator,
+                                    c.mask_prob if on["mlm"] else 0.0)
+        return {"sent_of": sent_of, "matched": matched, "ids": ids, "mask": mask, "masked": masked,
+                "labels": labels, "lm": lm}
+
     def batch_losses(self, examples: Sequence[PretrainExample], indices: Sequence[int], pool: Sequence[PretrainExample],
                      keys: Sequence[str], generator: torch.Generator, with_qa: bool, model: torch.nn.Module
                      ) -> dict[str, torch.Tensor]:
         """Losses and accuracies of one batch (``pool``/``keys``: where mismatched sentences come from)."""
         c = self.config
-        # an objective left out is neither trained nor applied to the input: no mismatches without
-        # ITM, no masked words without MLM
         on = {o: o in c.objectives for o in PRETRAIN_OBJECTIVES}
-        sent_of, matched = mismatch_indices(keys, list(indices), generator, c.mismatch_prob if on["itm"] else 0.0)
-        ids, mask, words = self.encode_text([pool[j].sentence for j in sent_of], c.model.max_text_len)
-        masked, labels = mask_words(ids, words, self.tokenizer.mask_id, self.candidate_ids, generator,
-                                    c.mask_prob if on["mlm"] else 0.0)
+        text = self.batch_inputs(indices, pool, keys, generator)
+        ids, mask, masked, labels = text["ids"], text["mask"], text["masked"], text["labels"]
+        matched, lm = text["matched"], text["lm"]
         images, valid = self.image_batch([ex.image_key for ex in examples])
         dev = self.device
         out = model(images, valid, masked.to(dev), mask.to(dev), patches=c.patches, generator=generator)
@@ -364,9 +482,10 @@ class PretrainTask(_VLTask):
         mlm_logits = heads.cls.predictions(text_h[sel])
         n_masked = int(sel.sum())
         mlm_loss = F.cross_entropy(mlm_logits, labels[sel], reduction="sum") / max(n_masked, 1)
-        itm_logits = heads.itm(out["pooled"])
-        target = matched.long().to(dev)
-        itm_loss = F.cross_entropy(itm_logits, target)
+        lm_rows = lm.to(dev)
+        itm_logits = heads.itm(out["pooled"])[lm_rows]
+        target = matched.long().to(dev)[lm_rows]
+        itm_loss = F.cross_entropy(itm_logits, target) if len(target) else itm_logits.sum() * 0.0
         qa_logits = heads.qa(out["pooled"])
         qa_rows = [i for i, ex in enumerate(examples) if ex.label is not None and bool(matched[i])]
         soft = torch.zeros(len(examples), qa_logits.shape[1], device=dev)
@@ -386,8 +505,9 @@ class PretrainTask(_VLTask):
         return {"loss": loss, "mlm_loss": mlm_loss.detach(),
                 "itm_loss": itm_loss.detach(), "qa_loss": qa_loss.detach(),
                 "mlm_acc": (mlm_logits.argmax(1) == labels[sel]).float().mean() if n_masked else torch.tensor(float("nan")),
-                "itm_acc": (itm_logits.argmax(1) == target).float().mean(), "qa_acc": qa_acc,
-                "n_masked": torch.tensor(float(n_masked)), "n_qa": torch.tensor(float(len(qa_rows)))}
+                "itm_acc": (itm_logits.argmax(1) == target).float().mean() if len(target) else torch.tensor(float("nan")),
+                "qa_acc": qa_acc, "n_masked": torch.tensor(float(n_masked)), "n_qa": torch.tensor(float(len(qa_rows))),
+                "n_itm": torch.tensor(float(len(target)))}
 
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         idx = self.order.next().tolist()
@@ -409,7 +529,7 @@ class PretrainTask(_VLTask):
         for start in range(0, len(self.val), c.eval_batch_size):
             idx = list(range(start, min(start + c.eval_batch_size, len(self.val))))
             logs = self.batch_losses([self.val[i] for i in idx], idx, self.val, keys, gen, True, self.model)
-            for name, count in (("mlm", logs["n_masked"]), ("itm", torch.tensor(float(len(idx)))), ("qa", logs["n_qa"])):
+            for name, count in (("mlm", logs["n_masked"]), ("itm", logs["n_itm"]), ("qa", logs["n_qa"])):
                 n = float(count)
                 if n:
                     sums[name][0] += float(logs[f"{name}_acc"]) * n
@@ -431,17 +551,7 @@ class PretrainTask(_VLTask):
 # ---------------------------------------------------------------------------------------
 
 
-def read_pretrained(path: str | Path) -> dict[str, Any]:
-    """A pre-training checkpoint (``RUN/best.pt`` or ``last.pt``) with a clear error otherwise."""
-    ckpt = load_checkpoint(path, "cpu")
-    if ckpt.get("kind") != PretrainTask.kind:
-        raise DataError(f"{path}: a {ckpt.get('kind')!r} checkpoint, not a CLIP-ViL_p pre-training one "
-                        "(vln-clip pretrain writes RUN/best.pt); or pass --from scratch")
-    return ckpt
-
-
 QA_HEAD_TASKS = ("vqa", "gqa")  # tasks whose labels are answers, as in the pre-training QA table
-CORE_PREFIXES = ("backbone.", "embeddings.", "visual_embeddings.", "encoder.", "pooler.")
 
 
 class FinetuneTask(_VLTask):
@@ -462,11 +572,7 @@ class FinetuneTask(_VLTask):
                             f"{config.init}, --task {config.task}); drop it otherwise")
         if config.init != "scratch":
             self.pretrained = read_pretrained(config.init)
-            pre = PretrainConfig.from_dict(self.pretrained["config"])
-            # the model is the pre-trained one: its backbone, sizes, image rule and text length
-            self.model_setup = dataclasses.replace(pre.model, vocab=None, text_init=None,
-                                                   cache_images=config.model.cache_images,
-                                                   threads=config.model.threads)
+            self.model_setup = pretrained_setup(self.pretrained, config.model)
             self.config = dataclasses.replace(config, model=self.model_setup)
 
     def setup(self, ctx: TaskContext) -> None:
@@ -474,10 +580,8 @@ class FinetuneTask(_VLTask):
         self.data: TaskData = load_task(c.data, c.task, c.eval_splits, c.train_split, c.min_answer_count)
         self.data.train = subsample(self.data.train, c.max_train_examples, c.seed)
         self.latest: dict[str, tuple[list[TaskExample], list[str], np.ndarray]] = {}
-        if self.pretrained is not None and not (ctx.resuming and (ctx.out_dir / VOCAB_FILE).is_file()):
-            ctx.out_dir.mkdir(parents=True, exist_ok=True)
-            (ctx.out_dir / VOCAB_FILE).write_text("\n".join(self.pretrained["extra"]["vocab"]) + "\n", encoding="utf-8")
-            self.tokenizer = WordPieceTokenizer(ctx.out_dir / VOCAB_FILE)
+        if self.pretrained is not None:
+            self.tokenizer = self._pretrained_tokenizer(ctx, self.pretrained)
         else:
             self.tokenizer = _tokenizer_for(ctx.out_dir, self.model_setup, [ex.text for ex in self.data.train],
                                             ctx.resuming)
@@ -485,7 +589,7 @@ class FinetuneTask(_VLTask):
         self._build_model([ex.image_key for ex in self.data.train], classes=len(self.data.classes),
                           calibrate=self.pretrained is None and not ctx.resuming)
         if self.pretrained is not None:
-            self._load_core(self.pretrained["models"]["model"])
+            self._load_pretrained(self.pretrained["models"]["model"], CORE_PREFIXES, c.init)
             if c.load_qa_head:
                 self.qa_head_report = transfer_answer_head(
                     self.model.classifier, self.pretrained["models"]["model"], "qa.",
@@ -496,14 +600,6 @@ class FinetuneTask(_VLTask):
         elif self.model_setup.text_init:
             load_bert_state(self.model, self.model_setup.text_init)
         self.order = DataOrder(len(self.data.train), c.batch_size, seed=c.seed)
-
-    def _load_core(self, state: dict[str, torch.Tensor]) -> None:
-        core = {k: v for k, v in state.items() if k.startswith(CORE_PREFIXES)}
-        missing, unexpected = self.model.load_state_dict(core, strict=False)
-        missing = [k for k in missing if k.startswith(CORE_PREFIXES)]
-        if missing or unexpected:
-            raise DataError(f"{self.config.init}: does not fit the model (missing {missing[:3]}, unexpected "
-                            f"{list(unexpected)[:3]}); fine-tune from a checkpoint of vln-clip pretrain")
 
     def optimizers(self) -> dict[str, tuple[Any, OptimizerConfig]]:
         c = self.config

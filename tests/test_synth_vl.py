@@ -399,3 +399,30 @@ def test_resume_after_interruption_renders_only_the_rest(world, vl, tmp_path, mo
     total = len(json.loads(vl.scenes.read_text()))
     assert calls["n"] == -10_000 + total - 7  # the seven finished images were kept
     assert _tree_hash(done.root) == _tree_hash(vl.root)
+
+
+def test_visual7w_questions_are_pretraining_only(world, vl, tmp_path):
+    """--visual7w-per-image: extra QA in the LXMERT mix (train/val images only), labelled, none of
+    them a fine-tuning question of that image, and every fine-tuning file byte for byte as without."""
+    extra = generate_vl_world(world.root, tmp_path / "x", VLConfig(**{**TINY_VL.__dict__, "visual7w_per_image": 6}))
+    base, more = _tree_hash(vl.root), _tree_hash(extra.root)
+    for name in base:
+        if not name.startswith("lxmert/") and name != "vl_world.json":
+            assert more[name] == base[name], name
+    answers = {a for split in VL_SPLITS for q in _vqa(vl, split) for a in q.answers}
+    answers |= {g.answer for split in VL_SPLITS for g in read_gqa(vl.gqa(split))}
+    n = 0
+    for split in ("train", "val"):
+        plain = {it.image_key: it for it in read_lxmert(vl.root / "lxmert" / f"mscoco_{split}.json")}
+        for it in read_lxmert(extra.root / "lxmert" / f"mscoco_{split}.json"):
+            old = plain[it.image_key]
+            for src in ("mscoco", "vqa", "gqa"):  # the other sources are unchanged
+                assert it.sentences[src] == old.sentences[src] and it.labels.get(src) == old.labels.get(src)
+            questions, labels = it.sentences["visual7w"], it.labels["visual7w"]
+            assert len(questions) == len(labels) <= 6 and len(set(questions)) == len(questions)
+            assert not set(questions) & set(old.sentences["vqa"] + old.sentences["gqa"])
+            for lab in labels:
+                assert lab and set(lab) <= answers and max(lab.values()) > 0
+            n += len(questions)
+    assert n > 0
+    assert "visual7w_per_image" not in json.loads(vl.vl_world.read_text())["params"]  # old worlds keep their identity

@@ -39,6 +39,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="GQA questions per image (default 5)")
     p.add_argument("--snli-per-image", type=positive_int, default=6, dest="snli_per_image",
                    help="SNLI-VE hypotheses per image (default 6, two per label)")
+    p.add_argument("--visual7w-per-image", type=int, default=0, dest="visual7w_per_image",
+                   help="pre-training-only questions per train/val image, in the LXMERT mix only (source visual7w, "
+                        "as LXMERT's Visual Genome QA; half VQA-, half GQA-style); default 0")
     p.add_argument("--jpeg-quality", type=int, default=90, dest="jpeg_quality", help="JPEG quality (default 90)")
     p.add_argument("--contact-sheet", default=None, dest="contact_sheet", metavar="PNG",
                    help="also write a PNG of some val images with their questions, answers and captions")
@@ -66,7 +69,8 @@ def _run(args: argparse.Namespace) -> int:
     cfg = VLConfig(seed=args.seed, images_per_house=args.images_per_house,
                    sizes=parse_sizes(args.sizes) if args.sizes else DEFAULT_SIZES, fov_deg=args.fov,
                    vqa_per_image=args.vqa_per_image, gqa_per_image=args.gqa_per_image,
-                   snli_per_image=args.snli_per_image, jpeg_quality=args.jpeg_quality)
+                   snli_per_image=args.snli_per_image, jpeg_quality=args.jpeg_quality,
+                   visual7w_per_image=args.visual7w_per_image)
     t0 = time.perf_counter()
     paths = generate_vl_world(args.world, args.out, cfg, force=args.force, progress=not args.json)
     elapsed = time.perf_counter() - t0

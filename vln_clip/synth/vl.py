@@ -83,6 +83,10 @@ class VLConfig:
     gqa_per_image: int = 5
     snli_per_image: int = 6
     jpeg_quality: int = 90
+    # pre-training-only questions per train/val image, in the LXMERT mix only (source visual7w,
+    # as LXMERT's Visual7W / Visual Genome QA): half VQA-style, half GQA-style, none of them in a
+    # fine-tuning set, so the mix holds QA data beyond what fine-tuning sees (0 = none)
+    visual7w_per_image: int = 0
 
 
 @dataclass
@@ -416,6 +420,8 @@ def render_image(world_root: Path, cam: Camera, rotation: np.ndarray,
 
 def _params(cfg: VLConfig, world: dict[str, Any]) -> dict[str, Any]:
     p = asdict(cfg)
+    if not cfg.visual7w_per_image:
+        del p["visual7w_per_image"]  # worlds made before the option keep their identity
     p["sizes"] = [list(s) for s in cfg.sizes]
     p["elevation_deg"] = list(cfg.elevation_deg)
     p["vl_generator_version"] = VL_GENERATOR_VERSION
@@ -446,6 +452,28 @@ def _progress(total: int, desc: str, enabled: bool, unit: str = "img") -> Any:
 
 def _answer_labels(vocab: Any, answers: list[str]) -> dict[str, float]:
     return {vocab.answers[i]: round(float(s), 4) for i, s in sorted(vocab.soft_scores(answers, "butd").items())}
+
+
+LXMERT_SPLITS = ("train", "val")  # the pre-training mix: test images are never in it
+
+
+def _pretraining_questions(cfg: VLConfig, desc: dict[str, Any], house: int, image_id: int, freq: Any,
+                           vqa_items: list[Any], gqa_items: list[Any]) -> list[tuple[str, str, list[str] | None]]:
+    """The image's ``visual7w`` questions: drawn from their own random streams (so the fine-tuning
+    sets are the same with or without them), minus any question the image already has."""
+    asked = {it.question for it in vqa_items if it.image_id == image_id}
+    asked |= {g.question for g in gqa_items if g.image_key == image_key(image_id)}
+    n_vqa = (cfg.visual7w_per_image + 1) // 2
+    out: list[tuple[str, str, list[str] | None]] = []
+    for qa in lang.vqa_questions(_rng(cfg.seed, house, 6, image_id), desc, n_vqa, freq):
+        if qa["question"] not in asked:
+            asked.add(qa["question"])
+            out.append((qa["question"], qa["answer"], list(qa["answers"])))
+    for q in lang.gqa_questions(_rng(cfg.seed, house, 7, image_id), desc, cfg.visual7w_per_image - n_vqa, freq):
+        if q["question"] not in asked:
+            asked.add(q["question"])
+            out.append((q["question"], q["answer"], None))
+    return out
 
 
 def generate_vl_world(world_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], cfg: VLConfig | None = None,
@@ -544,6 +572,7 @@ def generate_vl_world(world_dir: str | os.PathLike[str], out_dir: str | os.PathL
     vqa_items: dict[str, list[Any]] = {}
     gqa_items: dict[str, list[Any]] = {}
     cap_images: dict[str, list[Any]] = {}
+    extra_qa: dict[str, list[tuple[str, str, list[str] | None]]] = {}  # image key -> (question, answer, VQA answers)
     karpathy: list[Any] = []
     caption_id = 1
     sent_id = 0
@@ -575,6 +604,8 @@ def generate_vl_world(world_dir: str | os.PathLike[str], out_dir: str | os.PathL
                     {"groups": {"global": q["types"]["semantic"] if q["types"]["structural"] == "query" else None,
                                 "local": f"{detailed}-{q['group']}"},
                      "entailed": [], "equivalent": [qid], "annotations": {"question": {}, "answer": {}, "fullAnswer": {}}}))
+            if cfg.visual7w_per_image and split in LXMERT_SPLITS:
+                extra_qa[key] = _pretraining_questions(cfg, d, h, iid, freq, vqa_items[split], gqa_items[split])
             for k, (hyp, label) in enumerate(lang.snli_hypotheses(_rng(cfg.seed, h, 5, iid), d, cfg.snli_per_image, freq)):
                 premise = caps[k % len(caps)]
                 snli.append(SNLIVEItem(f"{key}#{k % len(caps)}r{k}{label[0]}", key, hyp, label, premise,
@@ -596,7 +627,7 @@ def generate_vl_world(world_dir: str | os.PathLike[str], out_dir: str | os.PathL
 
     # 4. the LXMERT pre-training mix: captions + QA of the train and val images (test excluded)
     vocab = AnswerVocab.build(vqa_items["train"] + vqa_items["val"], min_count=1)
-    for split in ("train", "val"):
+    for split in LXMERT_SPLITS:
         vqa_by_image: dict[int, list[Any]] = {}
         for it in vqa_items[split]:
             vqa_by_image.setdefault(it.image_id, []).append(it)
@@ -606,11 +637,15 @@ def generate_vl_world(world_dir: str | os.PathLike[str], out_dir: str | os.PathL
         rows = []
         for im in cap_images[split]:
             vq, gq = vqa_by_image.get(im.image_id, []), gqa_by_image.get(im.image_key, [])
-            rows.append(LXMERTItem(im.image_key,
-                                   {"mscoco": list(im.captions), "vqa": [q.question for q in vq],
-                                    "gqa": [g.question for g in gq]},
-                                   {"vqa": [_answer_labels(vocab, q.answers) for q in vq],
-                                    "gqa": [{g.answer: 1.0} for g in gq]}))
+            sentf = {"mscoco": list(im.captions), "vqa": [q.question for q in vq], "gqa": [g.question for g in gq]}
+            labelf = {"vqa": [_answer_labels(vocab, q.answers) for q in vq], "gqa": [{g.answer: 1.0} for g in gq]}
+            if cfg.visual7w_per_image:
+                extra = [(q, _answer_labels(vocab, answers) if answers else {answer: 1.0})
+                         for q, answer, answers in extra_qa.get(im.image_key, [])]
+                extra = [(q, label) for q, label in extra if label]  # no answer of the table: not a QA example
+                sentf["visual7w"] = [q for q, _ in extra]
+                labelf["visual7w"] = [label for _, label in extra]
+            rows.append(LXMERTItem(im.image_key, sentf, labelf))
         write_lxmert(paths.lxmert(split), rows)
     t_language = time.perf_counter()
 
@@ -647,6 +682,8 @@ def _check_config(cfg: VLConfig) -> None:
             raise DataError(f"--sizes {w}x{h}: width and height must be between 32 and 2048 pixels")
     if not 20.0 <= cfg.fov_deg <= 120.0:
         raise DataError(f"--fov {cfg.fov_deg}: the field of view must be between 20 and 120 degrees")
+    if cfg.visual7w_per_image < 0:
+        raise DataError(f"--visual7w-per-image {cfg.visual7w_per_image}: must be 0 (none) or more")
     if cfg.id_long_side < 8:
         raise DataError(f"id_long_side {cfg.id_long_side}: must be at least 8")
 

@@ -458,11 +458,10 @@ LXMERT_SPLITS = ("train", "val")  # the pre-training mix: test images are never 
 
 
 def _pretraining_questions(cfg: VLConfig, desc: dict[str, Any], house: int, image_id: int, freq: Any,
-                           vqa_items: list[Any], gqa_items: list[Any]) -> list[tuple[str, str, list[str] | None]]:
+                           asked: set[str]) -> list[tuple[str, str, list[str] | None]]:
     """The image's ``visual7w`` questions: drawn from their own random streams (so the fine-tuning
-    sets are the same with or without them), minus any question the image already has."""
-    asked = {it.question for it in vqa_items if it.image_id == image_id}
-    asked |= {g.question for g in gqa_items if g.image_key == image_key(image_id)}
+    sets are the same with or without them), minus any question the image already has (``asked``)."""
+    asked = set(asked)
     n_vqa = (cfg.visual7w_per_image + 1) // 2
     out: list[tuple[str, str, list[str] | None]] = []
     for qa in lang.vqa_questions(_rng(cfg.seed, house, 6, image_id), desc, n_vqa, freq):
@@ -591,6 +590,7 @@ def generate_vl_world(world_dir: str | os.PathLike[str], out_dir: str | os.PathL
                                           [KarpathySentence(sent_id + k, c, lang.tokenize(c)) for k, c in enumerate(caps)],
                                           "images", iid))
             sent_id += len(caps)
+            first_vqa, first_gqa = len(vqa_items[split]), len(gqa_items[split])
             for k, qa in enumerate(lang.vqa_questions(_rng(cfg.seed, h, 2, iid), d, cfg.vqa_per_image, freq)):
                 vqa_items[split].append(VQAItem(iid * 1000 + k, iid, key, qa["question"], qa["question_type"],
                                                 qa["answer_type"], qa["answers"], qa["answer"], qa["confidences"]))
@@ -605,7 +605,9 @@ def generate_vl_world(world_dir: str | os.PathLike[str], out_dir: str | os.PathL
                                 "local": f"{detailed}-{q['group']}"},
                      "entailed": [], "equivalent": [qid], "annotations": {"question": {}, "answer": {}, "fullAnswer": {}}}))
             if cfg.visual7w_per_image and split in LXMERT_SPLITS:
-                extra_qa[key] = _pretraining_questions(cfg, d, h, iid, freq, vqa_items[split], gqa_items[split])
+                asked = {it.question for it in vqa_items[split][first_vqa:]}
+                asked |= {g.question for g in gqa_items[split][first_gqa:]}
+                extra_qa[key] = _pretraining_questions(cfg, d, h, iid, freq, asked)
             for k, (hyp, label) in enumerate(lang.snli_hypotheses(_rng(cfg.seed, h, 5, iid), d, cfg.snli_per_image, freq)):
                 premise = caps[k % len(caps)]
                 snli.append(SNLIVEItem(f"{key}#{k % len(caps)}r{k}{label[0]}", key, hyp, label, premise,

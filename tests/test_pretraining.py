@@ -21,7 +21,8 @@ from vln_clip.datasets.snli_ve import SNLIVEItem, write_snli_ve
 from vln_clip.datasets.vqa import VQAItem, coco_image_key, write_vqa
 from vln_clip.errors import DataError, MissingResourceError
 from vln_clip.pretraining.backbone import BackboneConfig, build_backbone
-from vln_clip.pretraining.compare import compare_runs, paired_bootstrap
+from vln_clip.pretraining.compare import compare_by_type, compare_runs, paired_bootstrap
+from vln_clip.pretraining.data import question_types
 from vln_clip.pretraining.images import ResizeRule, collate_images
 from vln_clip.pretraining.masking import IGNORE, mask_words, mismatch_indices, sample_patches
 from vln_clip.pretraining.model import (AnswerHead, CLIPViLp, TransformerConfig, bert_name, load_bert_state,
@@ -578,6 +579,45 @@ def test_compare_pools_pairs_of_runs_by_seed(tmp_path: Path) -> None:
     assert compare_runs(runs[:2], "val", resamples=100).diff == 50.0
     with pytest.raises(DataError, match="pairs of runs"):
         compare_runs(runs[:3])
+
+
+def test_compare_by_type_splits_the_pooled_items(tmp_path: Path) -> None:
+    """Per-type differences on hand-computed scores; their n-weighted mean is the overall one."""
+    data = tmp_path / "data"
+    (data / "gqa").mkdir(parents=True)
+    types = {"q1": "verify", "q2": "verify", "q3": "query"}
+    (data / "gqa" / "val_balanced_questions.json").write_text(json.dumps(
+        {q: {"imageId": "img", "question": f"{q}?", "answer": "yes", "types": {"structural": t}} for q, t in types.items()}))
+    scores = {"a1": [1, 1, 0], "b1": [0, 1, 1], "a2": [1, 0, 1], "b2": [0, 0, 1]}
+    for run, sc in scores.items():
+        (tmp_path / run).mkdir()
+        (tmp_path / run / "val_scores.json").write_text(json.dumps(dict(zip(types, sc))))
+        (tmp_path / run / "finetune.json").write_text(json.dumps({"task": "gqa", "config": {"data": str(data)}}))
+    runs = [tmp_path / r for r in ("a1", "b1", "a2", "b2")]
+    by = compare_by_type(runs, "val", resamples=200)
+    assert list(by) == ["verify", "query"]
+    assert (by["verify"].n, by["verify"].mean_a, by["verify"].mean_b, by["verify"].diff) == (4, 75.0, 25.0, 50.0)
+    assert (by["query"].n, by["query"].mean_a, by["query"].mean_b, by["query"].diff) == (2, 50.0, 100.0, -50.0)
+    overall = compare_runs(runs, "val", resamples=200)
+    assert sum(r.n * r.diff for r in by.values()) / overall.n == pytest.approx(overall.diff)
+    (tmp_path / "b2" / "finetune.json").write_text(json.dumps({"task": "vqa", "config": {"data": str(data)}}))
+    with pytest.raises(DataError, match="one task"):
+        compare_by_type(runs)
+    (tmp_path / "b2" / "finetune.json").write_text(json.dumps({"task": "gqa", "config": {"data": str(data)}}))
+    (tmp_path / "a1" / "val_scores.json").write_text(json.dumps({"q1": 1, "q2": 1, "q9": 0}))
+    (tmp_path / "b1" / "val_scores.json").write_text(json.dumps({"q1": 1, "q2": 1, "q9": 0}))
+    with pytest.raises(DataError, match="'q9' is not in"):
+        compare_by_type(runs)
+
+
+def test_question_types_are_keyed_like_the_scores(world: Path) -> None:
+    assert question_types(world, "vqa", "val") == {str(i): "other" for i in range(9, 13)}
+    assert question_types(world, "snli-ve", "val") == {f"p{i}": "entailment" if i % 2 else "contradiction"
+                                                       for i in range(9, 13)}
+    with pytest.raises(DataError, match="'g9'.*structural"):  # the fixture's GQA questions carry no types
+        question_types(world, "gqa", "val")
+    with pytest.raises(DataError, match="annotations"):
+        question_types(world, "vqa", "test")
 
 
 def test_grid_cells_standardised_on_training_images(world: Path, tmp_path: Path) -> None:

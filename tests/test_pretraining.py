@@ -27,7 +27,7 @@ from vln_clip.pretraining.images import ResizeRule, collate_images
 from vln_clip.pretraining.masking import IGNORE, mask_words, mismatch_indices, sample_patches
 from vln_clip.pretraining.model import (AnswerHead, CLIPViLp, TransformerConfig, bert_name, load_bert_state,
                                         transfer_answer_head)
-from vln_clip.pretraining.run import finetune_config, pretrain_config
+from vln_clip.pretraining.run import finetune, finetune_config, pretrain_config
 from vln_clip.pretraining.tasks import FinetuneTask, ModelSetup, PretrainTask
 from vln_clip.pretraining.tokenizer import WordPieceTokenizer, learn_pieces, train_wordpiece
 from vln_clip.train import LoopConfig, Trainer, fit, load_checkpoint
@@ -549,6 +549,12 @@ def test_finetune_loads_the_pretraining_qa_head(world: Path, tmp_path: Path) -> 
         images, valid = task.image_batch([ex.image_key for ex in examples])
         expected = qa(task.model(images, valid, ids, mask)["pooled"])[:, order]
     assert torch.allclose(logits, expected, atol=1e-5)
+    # --epochs 0: the pre-training QA head itself, scored without fine-tuning
+    zero = finetune(dataclasses.replace(cfg, epochs=0), _loop(tmp_path / "zero"))
+    preds = json.loads((tmp_path / "zero" / "val_predictions.json").read_text())
+    assert zero["step"] == 0
+    assert {p["question_id"]: p["answer"] for p in preds} == {
+        int(ex.qid): task.data.classes[i] for ex, i in zip(examples, expected.argmax(1).tolist())}
     for bad in (dataclasses.replace(cfg, task="snli-ve"), dataclasses.replace(cfg, init="scratch")):
         with pytest.raises(DataError, match="--load-qa-head"):
             FinetuneTask(bad)

@@ -593,7 +593,8 @@ def test_compare_by_type_splits_the_pooled_items(tmp_path: Path) -> None:
     (data / "gqa").mkdir(parents=True)
     types = {"q1": "verify", "q2": "verify", "q3": "query"}
     (data / "gqa" / "val_balanced_questions.json").write_text(json.dumps(
-        {q: {"imageId": "img", "question": f"{q}?", "answer": "yes", "types": {"structural": t}} for q, t in types.items()}))
+        {q: {"imageId": "img", "question": f"{q}?", "answer": "yes", "types": {"structural": t, "detailed": f"d{q}"}}
+         for q, t in types.items()}))
     scores = {"a1": [1, 1, 0], "b1": [0, 1, 1], "a2": [1, 0, 1], "b2": [0, 0, 1]}
     for run, sc in scores.items():
         (tmp_path / run).mkdir()
@@ -606,6 +607,10 @@ def test_compare_by_type_splits_the_pooled_items(tmp_path: Path) -> None:
     assert (by["query"].n, by["query"].mean_a, by["query"].mean_b, by["query"].diff) == (2, 50.0, 100.0, -50.0)
     overall = compare_runs(runs, "val", resamples=200)
     assert sum(r.n * r.diff for r in by.values()) / overall.n == pytest.approx(overall.diff)
+    detailed = compare_by_type(runs, "val", resamples=200, field_name="detailed")
+    assert {t: r.diff for t, r in detailed.items()} == {"dq1": 100.0, "dq2": 0.0, "dq3": -50.0}
+    with pytest.raises(DataError, match="no type field 'colour'.*structural, detailed, semantic"):
+        compare_by_type(runs, field_name="colour")
     (tmp_path / "b2" / "finetune.json").write_text(json.dumps({"task": "vqa", "config": {"data": str(data)}}))
     with pytest.raises(DataError, match="one task"):
         compare_by_type(runs)
@@ -618,6 +623,7 @@ def test_compare_by_type_splits_the_pooled_items(tmp_path: Path) -> None:
 
 def test_question_types_are_keyed_like_the_scores(world: Path) -> None:
     assert question_types(world, "vqa", "val") == {str(i): "other" for i in range(9, 13)}
+    assert question_types(world, "vqa", "val", "question_type") == {str(i): "what color" for i in range(9, 13)}
     assert question_types(world, "snli-ve", "val") == {f"p{i}": "entailment" if i % 2 else "contradiction"
                                                        for i in range(9, 13)}
     with pytest.raises(DataError, match="'g9'.*structural"):  # the fixture's GQA questions carry no types

@@ -110,7 +110,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                     "vln-clip finetune --task gqa --from scratch --data data/synth_vl --encoder clip_res50 "
                     "--random-weights --vocab runs/pre/vocab.txt --out runs/ft_gqa_scratch",
                     "vln-clip finetune --compare runs/ft_vqa runs/ft_vqa_scratch --split val",
-                    "vln-clip finetune --compare runs/ft_gqa runs/ft_gqa_scratch --by-type"],
+                    "vln-clip finetune --compare runs/ft_gqa runs/ft_gqa_scratch --by-type detailed"],
                    description="Train a classifier on the pooled output over all grid cells: VQA (BCE on soft "
                                "scores, official VQA accuracy), SNLI-VE (3-way accuracy), GQA (accuracy; "
                                "OUT/<split>_predictions.json in the submission format). Every evaluation split "
@@ -128,9 +128,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                         "(A1 B1 A2 B2 ..., e.g. one per seed) are pooled over (pair, question)")
     f.add_argument("--split", default="val", help="with --compare: the split to compare")
     f.add_argument("--resamples", type=int, default=10000, help="with --compare: bootstrap resamples")
-    f.add_argument("--by-type", action="store_true",
-                   help="with --compare: also compare within each question type (VQA answer type, GQA "
-                        "structural type, SNLI-VE gold label), read from the runs' --data")
+    f.add_argument("--by-type", nargs="?", const="", metavar="FIELD",
+                   help="with --compare: also compare within each question type, read from the runs' --data: "
+                        "VQA answer_type (default) or question_type, GQA structural (default), detailed or "
+                        "semantic, SNLI-VE gold_label")
     _model_args(f, " (for --from scratch; a checkpoint brings its own)")
     _loop_args(f, out_required=False)  # --compare needs no run folder
     f.set_defaults(func=_finetune)
@@ -212,9 +213,11 @@ def _finetune(args: argparse.Namespace) -> int:
         res = compare_runs(args.compare, args.split, args.resamples)
         runs = [str(r) for r in args.compare]
         names = {"a": runs[0], "b": runs[1]} if len(runs) == 2 else {"a": runs[0::2], "b": runs[1::2]}
-        by_type = ({"by_type": {t: r.to_dict() for t, r in compare_by_type(args.compare, args.split, args.resamples).items()}}
-                   if args.by_type else {})
-        print(json.dumps({**names, "split": args.split, **res.to_dict(), **by_type}))
+        out = {**names, "split": args.split, **res.to_dict()}
+        if args.by_type is not None:  # "" = the task's default type field
+            groups = compare_by_type(args.compare, args.split, args.resamples, args.by_type or None)
+            out["by_type"] = {t: r.to_dict() for t, r in groups.items()}
+        print(json.dumps(out))
         return 0
     missing = [name for name, v in (("--task", args.task), ("--from", args.init), ("--data", args.data),
                                     ("--out", args.out)) if v is None]

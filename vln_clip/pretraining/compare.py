@@ -65,8 +65,10 @@ def _run_task(run: Path) -> tuple[str, str]:
     return task, data
 
 
-def compare_by_type(runs: list[Path], split: str = "val", resamples: int = 10000) -> dict[str, PairedResult]:
-    """:func:`compare_runs` within each question type, types in order of their first question.
+def compare_by_type(runs: list[Path], split: str = "val", resamples: int = 10000,
+                    field_name: str | None = None) -> dict[str, PairedResult]:
+    """:func:`compare_runs` within each question type (``field_name``: see
+    :func:`~vln_clip.pretraining.data.question_types`), types in order of their first question.
 
     Every run of a comparison must be fine-tuned on the same task; each pair's types are read
     from its A run's data (the B run's scores must cover the same questions, as for the overall
@@ -78,7 +80,7 @@ def compare_by_type(runs: list[Path], split: str = "val", resamples: int = 10000
     groups: dict[str, list[str]] = {}
     for i in range(0, len(runs), 2):
         task, data = _run_task(runs[i])
-        types = question_types(data, task, split)
+        types = question_types(data, task, split, field_name)
         for qid in read_scores(Path(runs[i]) / f"{split}_scores.json"):
             if qid not in types:
                 raise DataError(f"{runs[i]}: question {qid!r} is not in {data}'s {task} {split} split; "

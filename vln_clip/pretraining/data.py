@@ -114,28 +114,40 @@ def task_files(data: str | Path, task: str, split: str) -> list[Path]:
     raise DataError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
 
 
-def question_types(data: str | Path, task: str, split: str) -> dict[str, str]:
-    """Each question's type, keyed as in ``RUN/<split>_scores.json``, for per-type comparisons:
-    VQA's ``answer_type`` (yes/no, number, other), GQA's structural type (verify, query, choose,
-    logical, compare; the breakdown of GQA's own evaluation script), SNLI-VE's gold label."""
+TYPE_FIELDS: dict[str, tuple[str, ...]] = {"vqa": ("answer_type", "question_type"),
+                                           "gqa": ("structural", "detailed", "semantic"),
+                                           "snli-ve": ("gold_label",)}  # first = the default
+
+
+def question_types(data: str | Path, task: str, split: str, field_name: str | None = None) -> dict[str, str]:
+    """Each question's type, keyed as in ``RUN/<split>_scores.json``, for per-type comparisons.
+
+    ``field_name`` (default the first of ``TYPE_FIELDS[task]``): VQA's ``answer_type`` (yes/no,
+    number, other) or ``question_type`` ("what color", ...); GQA's ``types`` entry,
+    ``structural`` (verify, query, choose, logical, compare: the breakdown of GQA's own
+    evaluation script), ``detailed`` (existAttr, relS, ...) or ``semantic``; SNLI-VE's gold label.
+    """
+    if task not in TYPE_FIELDS:
+        raise DataError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
+    name = field_name or TYPE_FIELDS[task][0]
+    if name not in TYPE_FIELDS[task]:
+        raise DataError(f"{task} questions have no type field {name!r}; choose one of {', '.join(TYPE_FIELDS[task])}")
     data = Path(data)
     if task == "vqa":
         q, a = task_files(data, task, split)
         if not a.exists():
-            raise DataError(f"{a}: no such file; answer types come from the annotations, so compare by type "
-                            "on a split that has them (--split val)")
-        return {str(it.question_id): str(it.answer_type) for it in read_vqa(q, a)}
+            raise DataError(f"{a}: no such file; answer and question types come from the annotations, so "
+                            "compare by type on a split that has them (--split val)")
+        return {str(it.question_id): str(getattr(it, name)) for it in read_vqa(q, a)}
     if task == "gqa":
         path = task_files(data, task, split)[0]
         items = read_gqa(path)
-        untyped = [it.question_id for it in items if "structural" not in it.types]
+        untyped = [it.question_id for it in items if name not in it.types]
         if untyped:
             raise DataError(f"{path}: question {untyped[0]!r} (and {len(untyped) - 1} more) has no "
-                            "'types'.'structural'; compare without --by-type")
-        return {it.question_id: it.types["structural"] for it in items}
-    if task == "snli-ve":
-        return {it.pair_id: it.gold_label for it in read_snli_ve(task_files(data, task, split)[0])}
-    raise DataError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
+                            f"'types'.'{name}'; compare without --by-type")
+        return {it.question_id: it.types[name] for it in items}
+    return {it.pair_id: it.gold_label for it in read_snli_ve(task_files(data, task, split)[0])}
 
 
 @dataclass

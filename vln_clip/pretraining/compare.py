@@ -77,14 +77,17 @@ def compare_by_type(runs: list[Path], split: str = "val", resamples: int = 10000
     tasks = {_run_task(r)[0] for r in runs}
     if len(tasks) != 1:
         raise DataError(f"--by-type compares runs of one task, got {', '.join(sorted(tasks))}")
+    typed = []  # per pair: (A run, its data, its task, {question id: type})
+    for run in runs[0::2]:
+        task, data = _run_task(run)
+        typed.append((run, data, task, question_types(data, task, split, field_name)))
     groups: dict[str, list[str]] = {}
-    for i in range(0, len(runs), 2):
-        task, data = _run_task(runs[i])
-        types = question_types(data, task, split, field_name)
-        for qid in read_scores(Path(runs[i]) / f"{split}_scores.json"):
-            if qid not in types:
-                raise DataError(f"{runs[i]}: question {qid!r} is not in {data}'s {task} {split} split; "
-                                "compare by type against the data the run was fine-tuned on")
-            groups.setdefault(types[qid], []).append(f"{i // 2}:{qid}")
+    for key in a:
+        pair, qid = key.split(":", 1)
+        run, data, task, types = typed[int(pair)]
+        if qid not in types:
+            raise DataError(f"{run}: question {qid!r} is not in {data}'s {task} {split} split; "
+                            "compare by type against the data the run was fine-tuned on")
+        groups.setdefault(types[qid], []).append(key)
     return {t: paired_bootstrap({k: a[k] for k in keys}, {k: b[k] for k in keys}, resamples=resamples)
             for t, keys in groups.items()}

@@ -609,7 +609,7 @@ def test_compare_by_type_splits_the_pooled_items(tmp_path: Path) -> None:
     assert sum(r.n * r.diff for r in by.values()) / overall.n == pytest.approx(overall.diff)
     detailed = compare_by_type(runs, "val", resamples=200, field_name="detailed")
     assert {t: r.diff for t, r in detailed.items()} == {"dq1": 100.0, "dq2": 0.0, "dq3": -50.0}
-    with pytest.raises(DataError, match="no type field 'colour'.*structural, detailed, semantic"):
+    with pytest.raises(DataError, match="no type field 'colour'.*structural, semantic, detailed"):
         compare_by_type(runs, field_name="colour")
     (tmp_path / "b2" / "finetune.json").write_text(json.dumps({"task": "vqa", "config": {"data": str(data)}}))
     with pytest.raises(DataError, match="one task"):

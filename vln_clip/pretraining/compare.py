@@ -74,13 +74,13 @@ def compare_by_type(runs: list[Path], split: str = "val", resamples: int = 10000
     from its A run's data (the B run's scores must cover the same questions, as for the overall
     comparison)."""
     a, b = _pooled(runs, split)
-    tasks = {_run_task(r)[0] for r in runs}
+    info = [_run_task(r) for r in runs]
+    tasks = {task for task, _ in info}
     if len(tasks) != 1:
         raise DataError(f"--by-type compares runs of one task, got {', '.join(sorted(tasks))}")
-    typed = []  # per pair: (A run, its data, its task, {question id: type})
-    for run in runs[0::2]:
-        task, data = _run_task(run)
-        typed.append((run, data, task, question_types(data, task, split, field_name)))
+    # per pair: (A run, its data, its task, {question id: type})
+    typed = [(run, data, task, question_types(data, task, split, field_name))
+             for run, (task, data) in zip(runs[0::2], info[0::2])]
     groups: dict[str, list[str]] = {}
     for key in a:
         pair, qid = key.split(":", 1)

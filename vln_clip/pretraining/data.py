@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from vln_clip.datasets.gqa import TYPE_KEYS as GQA_TYPE_KEYS
 from vln_clip.datasets.gqa import read_gqa
 from vln_clip.datasets.lxmert import read_lxmert
 from vln_clip.datasets.snli_ve import LABELS as SNLI_LABELS
@@ -115,7 +116,7 @@ def task_files(data: str | Path, task: str, split: str) -> list[Path]:
 
 
 TYPE_FIELDS: dict[str, tuple[str, ...]] = {"vqa": ("answer_type", "question_type"),
-                                           "gqa": ("structural", "detailed", "semantic"),
+                                           "gqa": GQA_TYPE_KEYS,  # structural, semantic, detailed
                                            "snli-ve": ("gold_label",)}  # first = the default
 
 

@@ -395,6 +395,17 @@ def test_weight_init_rules_and_presets() -> None:
                                         visual_dim=enc.spec.grid_channels, weight_init="xavier"), classes=2)
 
 
+def test_finetune_schedules_per_preset_and_task() -> None:
+    """The paper preset keeps the appendix's lengths (SNLI-VE 2 epochs, VQA/GQA 5, decay after
+    1 / 3); the CPU preset's are round 10's (VQA/GQA 15, SNLI-VE 8), and an explicit value wins."""
+    got = {(p, t): (c.epochs, c.backbone_decay_epochs)
+           for p in ("paper", "cpu") for t in ("vqa", "gqa", "snli-ve") for c in [finetune_config(t, p)]}
+    assert got == {("paper", "vqa"): (5, (3,)), ("paper", "gqa"): (5, (3,)), ("paper", "snli-ve"): (2, (1,)),
+                   ("cpu", "vqa"): (15, (12,)), ("cpu", "gqa"): (15, (12,)), ("cpu", "snli-ve"): (8, (6,))}
+    assert finetune_config("gqa", "cpu").batch_size == 16 and finetune_config("gqa", "paper").batch_size == 256
+    assert finetune_config("gqa", "cpu", epochs=3, backbone_decay_epochs=(2,)).epochs == 3
+
+
 def test_resume_is_bit_exact_with_two_optimizers(world: Path, tmp_path: Path) -> None:
     cfg = _pretrain_cfg(world, epochs=2, batch_size=8)
     straight = fit(PretrainTask(cfg), _loop(tmp_path / "a", epochs=2))

@@ -92,8 +92,15 @@ def test_classification_sees_only_labels(toy: Path, tmp_path: Path):
         runs.append({k: v.clone() for k, v in task.clip.visual.state_dict().items()})
     # the captions differ completely, the trained weights do not
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
-    q = encoder_quality(str(_export(tmp_path, task)), toy, 64)
+    ckpt = str(_export(tmp_path, task))
+    q = encoder_quality(ckpt, toy, 64)
     assert q["room_accuracy"] > 0.5 and "zero_shot_room" not in q
+    # the checkpoint brings its own input size: left out, the same report; contradicted, a clear error
+    assert encoder_quality(ckpt, toy) == q
+    from vln_clip.errors import DataError
+
+    with pytest.raises(DataError, match="trained on 64px images"):
+        encoder_quality(ckpt, toy, 128)
 
 
 def _export(tmp: Path, task: EncoderPretrainTask) -> Path:

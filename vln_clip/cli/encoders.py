@@ -54,7 +54,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     who.add_argument("--random", action="store_true", help="the random-initialisation arm (same architecture)")
     q.add_argument("--data", required=True)
     q.add_argument("--arch", default="rn-tiny", help="architecture of the random arm")
-    q.add_argument("--image-size", type=positive_int, default=128)
+    q.add_argument("--image-size", type=positive_int, default=None,
+                   help="input size of the random arm (default 128); a checkpoint brings its own")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=_quality)
     p.set_defaults(func=lambda a: p.print_help() or 1)

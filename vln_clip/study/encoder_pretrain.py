@@ -369,7 +369,7 @@ def random_encoder(arch: str, image_size: int, out: str | Path, seed: int = 0) -
 
 
 @torch.no_grad()
-def encoder_quality(encoder: str, data: str | Path, image_size: int, random_arch: str = "rn-tiny",
+def encoder_quality(encoder: str, data: str | Path, image_size: int | None = None, random_arch: str = "rn-tiny",
                     device: str = "cpu") -> dict[str, Any]:
     """An encoder's own quality on the V&L world's val images (houses unseen in training):
 
@@ -378,13 +378,14 @@ def encoder_quality(encoder: str, data: str | Path, image_size: int, random_arch
     * ``room_accuracy`` / ``object_f1``: the classifier's own heads on held-out images.
 
     ``encoder`` is an encoder checkpoint path, or ``random`` for the third arm (``random_arch``
-    with random weights, same architecture as the trained arms).
+    with random weights, same architecture as the trained arms). A checkpoint fixes its own input
+    size (an attention-pooled ResNet only accepts the grid it was built for), so ``image_size``
+    is only needed for the random arm (default 128); given with a checkpoint it must agree.
     """
     data = Path(data)
     dev = torch.device(device)
-    train, labels = load_split(data, "train", image_size, None, False)
-    val, _ = load_split(data, "val", image_size, labels, False)
     if encoder == "random":
+        image_size = image_size or 128
         cfg = model_config(random_arch)
         cfg["vision_cfg"]["image_size"] = image_size
         with torch.random.fork_rng(devices=[]):
@@ -393,7 +394,15 @@ def encoder_quality(encoder: str, data: str | Path, image_size: int, random_arch
         ckpt: dict[str, Any] = {"objective": "random", "model_cfg": cfg}
     else:
         ckpt = read_encoder_checkpoint(encoder)
+        trained_size = int(ckpt["model_cfg"]["vision_cfg"]["image_size"])
+        if image_size is not None and image_size != trained_size:
+            raise DataError(f"{encoder}: this encoder was trained on {trained_size}px images (model_cfg.vision_cfg."
+                             f"image_size) and cannot measure {image_size}px ones; leave out --image-size or pass "
+                             f"--image-size {trained_size}")
+        image_size = trained_size
         clip = build_clip_from_checkpoint(encoder)
+    train, labels = load_split(data, "train", image_size, None, False)
+    val, _ = load_split(data, "val", image_size, labels, False)
     clip.to(dev).eval()
 
     mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from vln_clip.datasets.coco import KarpathyImage, KarpathySentence, write_karpathy
 from vln_clip.encoders import get_spec, load_encoder
+from vln_clip.errors import DataError
 from vln_clip.study.encoder_pretrain import EncoderPretrainConfig, EncoderPretrainTask, encoder_quality, pretrain_encoder
 from vln_clip.train import LoopConfig, OptimizerConfig
 
@@ -97,8 +98,6 @@ def test_classification_sees_only_labels(toy: Path, tmp_path: Path):
     assert q["room_accuracy"] > 0.5 and "zero_shot_room" not in q
     # the checkpoint brings its own input size: left out, the same report; contradicted, a clear error
     assert encoder_quality(ckpt, toy) == q
-    from vln_clip.errors import DataError
-
     with pytest.raises(DataError, match="trained on 64px images"):
         encoder_quality(ckpt, toy, 128)
 
@@ -120,7 +119,5 @@ def test_random_arm_and_bad_checkpoint(toy: Path, tmp_path: Path):
     assert q["objective"] == "random" and 0.0 <= q["probe_room"] <= 1.0
     bad = tmp_path / "bad.pt"
     torch.save({"format": "something-else"}, bad)
-    from vln_clip.errors import DataError
-
     with pytest.raises(DataError, match="not a vln-clip encoder checkpoint"):
         load_encoder(str(bad))

@@ -39,7 +39,7 @@ from torch import nn
 
 from vln_clip.datasets.coco import read_karpathy
 from vln_clip.encoders import (CLIP_MEAN, CLIP_STD, ENCODER_CHECKPOINT_FORMAT, build_clip_from_checkpoint,
-                               build_clip_from_config, read_encoder_checkpoint)
+                               build_clip_from_config, checkpoint_spec, read_encoder_checkpoint)
 from vln_clip.errors import DataError
 from vln_clip.io import atomic_path, read_json
 from vln_clip.train import DataOrder, LoopConfig, OptimizerConfig, Task, TaskContext, fit, load_checkpoint
@@ -385,7 +385,7 @@ def encoder_quality(encoder: str, data: str | Path, image_size: int | None = Non
     data = Path(data)
     dev = torch.device(device)
     if encoder == "random":
-        image_size = image_size or 128
+        image_size = image_size or EncoderPretrainConfig.image_size  # the trained arms' default
         cfg = model_config(random_arch)
         cfg["vision_cfg"]["image_size"] = image_size
         with torch.random.fork_rng(devices=[]):
@@ -394,11 +394,11 @@ def encoder_quality(encoder: str, data: str | Path, image_size: int | None = Non
         ckpt: dict[str, Any] = {"objective": "random", "model_cfg": cfg}
     else:
         ckpt = read_encoder_checkpoint(encoder)
-        trained_size = int(ckpt["model_cfg"]["vision_cfg"]["image_size"])
+        trained_size = checkpoint_spec(encoder).input_size
         if image_size is not None and image_size != trained_size:
             raise DataError(f"{encoder}: this encoder was trained on {trained_size}px images (model_cfg.vision_cfg."
-                             f"image_size) and cannot measure {image_size}px ones; leave out --image-size or pass "
-                             f"--image-size {trained_size}")
+                            f"image_size) and cannot measure {image_size}px ones; leave out --image-size or pass "
+                            f"--image-size {trained_size}")
         image_size = trained_size
         clip = build_clip_from_checkpoint(encoder)
     train, labels = load_split(data, "train", image_size, None, False)

@@ -3,6 +3,7 @@ classification arm learns from labels alone, and both load through the encoder r
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from PIL import Image
 from vln_clip.datasets.coco import KarpathyImage, KarpathySentence, write_karpathy
 from vln_clip.encoders import get_spec, load_encoder
 from vln_clip.errors import DataError
-from vln_clip.study.encoder_pretrain import EncoderPretrainConfig, EncoderPretrainTask, encoder_quality, pretrain_encoder
-from vln_clip.train import LoopConfig, OptimizerConfig
+from vln_clip.study.encoder_pretrain import (EncoderPretrainConfig, EncoderPretrainTask, encoder_quality, load_split,
+                                             pretrain_encoder, scene_colour)
+from vln_clip.train import LoopConfig, OptimizerConfig, fit
 
 ROOMS = {"kitchen": (220, 40, 40), "bedroom": (40, 200, 40), "bathroom": (40, 40, 220), "office": (230, 220, 40)}
 
@@ -36,8 +38,9 @@ def _toy_world(root: Path, captions: str = "true", per_room: int = 10) -> Path:
                 objs = []
                 if rng.random() < 0.5:
                     x = int(rng.integers(0, 60))
-                    img[20:40, x:x + 20] = 255
-                    objs.append({"type": "lamp"})
+                    colour = ("white", "red")[k % 2]
+                    img[20:40, x:x + 20] = {"white": (255, 255, 255), "red": (230, 30, 30)}[colour]
+                    objs.append({"type": "lamp", "colour": colour, "area": 0.08, "in_room": True})
                 Image.fromarray(img).save(root / "images" / f"{key}.jpg", quality=95)
                 scenes[key] = {"split": split, "room": {"type": room}, "objects": objs}
                 word = {"true": room, "garbage": "zzz"}[captions]
@@ -86,8 +89,6 @@ def test_classification_sees_only_labels(toy: Path, tmp_path: Path):
     runs = []
     for name, data in (("a", toy), ("b", garbage)):
         task = EncoderPretrainTask(_cfg(data, "classification"))
-        from vln_clip.train import fit
-
         fit(task, _loop(tmp_path / name, 30))
         assert task.train.captions is None
         runs.append({k: v.clone() for k, v in task.clip.visual.state_dict().items()})
@@ -103,8 +104,6 @@ def test_classification_sees_only_labels(toy: Path, tmp_path: Path):
 
 
 def _export(tmp: Path, task: EncoderPretrainTask) -> Path:
-    import dataclasses
-
     from vln_clip.encoders import ENCODER_CHECKPOINT_FORMAT
 
     path = tmp / "cls.pt"
@@ -112,6 +111,29 @@ def _export(tmp: Path, task: EncoderPretrainTask) -> Path:
                 "model_cfg": task.model_cfg, "state_dict": task.clip.state_dict(),
                 "heads": task.heads.state_dict(), "labels": dataclasses.asdict(task.labels)}, path)
     return path
+
+
+def test_grayscale_domain_and_colour_probe(toy: Path, tmp_path: Path):
+    task = EncoderPretrainTask(dataclasses.replace(_cfg(toy, "contrastive"), grayscale=True))
+    fit(task, _loop(tmp_path / "g", 2))
+    for split in (task.train, task.val):  # trained and validated without colour
+        assert torch.equal(split.images[:, 0], split.images[:, 1]) and torch.equal(split.images[:, 0], split.images[:, 2])
+    rgb, labels = load_split(toy, "val", 64, None, False)
+    gray, _ = load_split(toy, "val", 64, labels, False, grayscale=True)
+    # luminance in every channel, PIL's ITU-R 601-2 weights (up to the resize's rounding)
+    assert torch.equal(gray.images[:, 0], gray.images[:, 1]) and torch.equal(gray.images[:, 1], gray.images[:, 2])
+    lum = (0.299 * rgb.images[:, 0].float() + 0.587 * rgb.images[:, 1].float() + 0.114 * rgb.images[:, 2].float())
+    assert (gray.images[:, 0].float() - lum).abs().mean() < 2.0
+    assert not torch.equal(rgb.images[:, 0], rgb.images[:, 1])
+    # the colour label is the largest in-room object's; none without objects
+    assert scene_colour({"objects": [{"colour": "red", "area": 0.1}, {"colour": "blue", "area": 0.3},
+                                     {"colour": "teal", "area": 0.9, "in_room": False}]}) == "blue"
+    assert scene_colour({"objects": []}) is None
+    assert set(rgb.colours) == {None, "white", "red"}
+    # a red and a white square: even a random tower's pooled feature tells them apart
+    q = encoder_quality("random", toy, 64)
+    assert q["colours"] == 2 and q["colour_images"] == sum(c is not None for c in rgb.colours)
+    assert q["probe_colour"] > q["probe_colour_majority"] + 0.2
 
 
 def test_random_arm_and_bad_checkpoint(toy: Path, tmp_path: Path):

@@ -38,6 +38,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     t.add_argument("--device", default="cpu")
     t.add_argument("--resume", action="store_true", help="continue ENC.run/last.pt")
     t.add_argument("--limit", type=positive_int, default=None, help="use only the first N training images")
+    t.add_argument("--grayscale", action="store_true",
+                   help="train and validate on luminance only (an encoder from a domain without colour); "
+                        "the quality report is measured on the colour images")
     t.set_defaults(func=_pretrain)
     r = add_parser(esub, "init", "the random-initialisation arm as an encoder checkpoint (same architecture)",
                    ["vln-clip encoders init --arch rn-tiny --out enc/random.pt"])
@@ -72,7 +75,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = EncoderPretrainConfig(data=args.data, objective=args.objective, arch=args.arch, image_size=args.image_size,
-                                batch_size=args.batch_size, limit=args.limit)
+                                batch_size=args.batch_size, limit=args.limit, grayscale=args.grayscale)
     cfg.optim = OptimizerConfig(**{**cfg.optim.to_dict(), "lr": args.lr})
     out = Path(args.out)
     loop = LoopConfig(out_dir=str(out.with_suffix(".run")), iters=args.iters, eval_every=args.eval_every,

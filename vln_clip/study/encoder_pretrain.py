@@ -101,6 +101,16 @@ def scene_labels(entry: dict[str, Any]) -> tuple[str, list[str]]:
     return room, objects
 
 
+def scene_colour(entry: dict[str, Any]) -> str | None:
+    """Colour of the largest object of the image's own room (None when it shows none): the
+    attribute the colour probe of :func:`encoder_quality` reads off the pooled feature."""
+    desc = entry.get("description", entry)
+    objs = [o for o in desc.get("objects", []) if o.get("in_room", True) and o.get("colour")]
+    if not objs:
+        return None
+    return str(max(objs, key=lambda o: float(o.get("area", 0.0)))["colour"])
+
+
 def load_scenes(data: Path) -> dict[str, dict[str, Any]]:
     path = data / "scenes.json"
     scenes = read_json(path, "scene descriptions of the synthetic V&L world")
@@ -110,12 +120,13 @@ def load_scenes(data: Path) -> dict[str, dict[str, Any]]:
     return scenes
 
 
-def load_square_image(path: Path, size: int) -> np.ndarray:
+def load_square_image(path: Path, size: int, grayscale: bool = False) -> np.ndarray:
     """CLIP's evaluation transform without normalisation: shorter side to ``size`` (bicubic),
-    centre crop, ``[3, size, size]`` uint8."""
+    centre crop, ``[3, size, size]`` uint8. ``grayscale``: PIL's luminance (ITU-R 601-2) copied
+    to all three channels, so a model trained on it sees no colour but keeps RGB input."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = im.convert("L").convert("RGB") if grayscale else im.convert("RGB")
             w, h = im.size
             s = size / min(w, h)
             im = im.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
@@ -135,11 +146,12 @@ class ImageSet:
     images: torch.Tensor  # [N, 3, S, S] uint8
     rooms: torch.Tensor  # [N] long (-1 = a room type unseen in training)
     objects: torch.Tensor  # [N, K] float multi-hot
+    colours: list[str | None]  # colour of the largest in-room object (None: no object)
     captions: list[list[str]] | None = None
 
 
 def load_split(data: Path, split: str, size: int, labels: LabelSpace | None, with_captions: bool,
-               limit: int | None = None) -> tuple[ImageSet, LabelSpace]:
+               limit: int | None = None, grayscale: bool = False) -> tuple[ImageSet, LabelSpace]:
     """Images of one Karpathy split; the label space is built from it when ``labels`` is None."""
     scenes = load_scenes(data)
     kar = read_karpathy(data / "coco" / "dataset_coco.json")
@@ -153,14 +165,16 @@ def load_split(data: Path, split: str, size: int, labels: LabelSpace | None, wit
         if im.image_key not in scenes:
             raise DataError(f"{data / 'scenes.json'}: no description of image {im.image_key}; regenerate the world")
         tags.append(scene_labels(scenes[im.image_key]))
+    colours = [scene_colour(scenes[im.image_key]) for im in rows]
     if labels is None:
         labels = LabelSpace(sorted({r for r, _ in tags}), sorted({o for _, objs in tags for o in objs}))
-    images = np.stack([load_square_image(data / "images" / f"{im.image_key}.jpg", size) for im in rows])
+    images = np.stack([load_square_image(data / "images" / f"{im.image_key}.jpg", size, grayscale) for im in rows])
     return ImageSet(
         keys=[im.image_key for im in rows],
         images=torch.from_numpy(images),
         rooms=torch.tensor([labels.room_index(r) for r, _ in tags], dtype=torch.long),
         objects=torch.from_numpy(np.stack([labels.object_vector(o) for _, o in tags])),
+        colours=colours,
         captions=[[s.raw for s in im.sentences] for im in rows] if with_captions else None,
     ), labels
 
@@ -183,6 +197,9 @@ class EncoderPretrainConfig:
         "adamw", lr=5e-4, weight_decay=0.1, betas=(0.9, 0.98), eps=1e-6, schedule="cosine", warmup_steps=50,
         grad_clip=1.0))
     object_weight: float = 1.0  # classification: weight of the multi-label object loss
+    # Train (and validate) on luminance only: an encoder pre-trained on an image domain without
+    # colour, for the CLIP-ViL_p question of what training the backbone adds (docs/pretraining.md).
+    grayscale: bool = False
     limit: int | None = None  # cap on training images (tests)
 
     def validate(self) -> None:
@@ -214,8 +231,9 @@ class EncoderPretrainTask(Task):
         c = self.config
         self.device = ctx.device
         contrastive = c.objective == "contrastive"
-        self.train, self.labels = load_split(Path(c.data), "train", c.image_size, None, contrastive, c.limit)
-        self.val, _ = load_split(Path(c.data), "val", c.image_size, self.labels, False)
+        self.train, self.labels = load_split(Path(c.data), "train", c.image_size, None, contrastive, c.limit,
+                                             c.grayscale)
+        self.val, _ = load_split(Path(c.data), "val", c.image_size, self.labels, False, grayscale=c.grayscale)
         self.clip = build_clip_from_config(self.model_cfg).to(ctx.device)
         self.heads = nn.ModuleDict({
             "room": nn.Linear(self.model_cfg["embed_dim"], len(self.labels.rooms)),
@@ -315,6 +333,21 @@ def zero_shot_rooms(clip: nn.Module, tokenizer: Any, image_feats: torch.Tensor, 
     return float((pred[known] == gold[known]).float().mean())
 
 
+def _colour_probe(ft: torch.Tensor, train_colours: Sequence[str | None], fv: torch.Tensor,
+                  val_colours: Sequence[str | None]) -> dict[str, float]:
+    """Linear-probe accuracy of the largest object's colour, over images that show an object
+    of a colour seen in training (empty when the world has no coloured objects)."""
+    names = sorted({c for c in train_colours if c is not None})
+    ti = [i for i, c in enumerate(train_colours) if c is not None]
+    vi = [i for i, c in enumerate(val_colours) if c in names]
+    if len(names) < 2 or not vi:
+        return {}
+    probe = linear_probe(ft[ti].numpy(), np.array([names.index(train_colours[i]) for i in ti]),
+                         fv[vi].numpy(), np.array([names.index(val_colours[i]) for i in vi]))
+    return {"probe_colour": probe.accuracy, "probe_colour_majority": probe.majority, "colours": len(names),
+            "colour_images": len(vi)}
+
+
 # ------------------------------------------------------------------------------------------
 # Running, exporting, judging
 
@@ -374,6 +407,8 @@ def encoder_quality(encoder: str, data: str | Path, image_size: int | None = Non
     """An encoder's own quality on the V&L world's val images (houses unseen in training):
 
     * ``probe_room``: linear-probe accuracy of the room type from the pooled feature (every arm);
+    * ``probe_colour``: the same for the colour of the image's largest object (images showing
+      one), the attribute half of the GQA and a third of the SNLI-VE questions turn on;
     * ``zero_shot_room``: CLIP zero-shot room classification (contrastive checkpoints);
     * ``room_accuracy`` / ``object_f1``: the classifier's own heads on held-out images.
 
@@ -420,6 +455,7 @@ def encoder_quality(encoder: str, data: str | Path, image_size: int | None = Non
     report: dict[str, Any] = {"encoder": encoder, "objective": ckpt.get("objective"), "val_images": len(val.keys),
                               "probe_room": probe.accuracy, "probe_room_majority": probe.majority,
                               "rooms": len(labels.rooms), "chance_room": 1.0 / len(labels.rooms)}
+    report.update(_colour_probe(ft, train.colours, fv, val.colours))
     if ckpt.get("objective") == "contrastive":
         report["zero_shot_room"] = zero_shot_rooms(clip, _tokenizer(ckpt["model_cfg"]), F.normalize(fv, dim=-1),
                                                    val.rooms, labels.rooms, dev)

@@ -117,7 +117,8 @@ def test_grayscale_domain_and_colour_probe(toy: Path, tmp_path: Path):
     task = EncoderPretrainTask(dataclasses.replace(_cfg(toy, "contrastive"), grayscale=True))
     fit(task, _loop(tmp_path / "g", 2))
     for split in (task.train, task.val):  # trained and validated without colour
-        assert torch.equal(split.images[:, 0], split.images[:, 1]) and torch.equal(split.images[:, 0], split.images[:, 2])
+        assert torch.equal(split.images[:, 0], split.images[:, 1])
+        assert torch.equal(split.images[:, 0], split.images[:, 2])
     rgb, labels = load_split(toy, "val", 64, None, False)
     gray, _ = load_split(toy, "val", 64, labels, False, grayscale=True)
     # luminance in every channel, PIL's ITU-R 601-2 weights (up to the resize's rounding)

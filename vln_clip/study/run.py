@@ -364,14 +364,14 @@ def _write_markdown(path: Path, r: dict[str, Any]) -> None:
         for name, p in pairs.items():
             lines.append(f"| {task} | {name} | {p['diff']:+.2f} | [{p['ci_low']:+.2f}, {p['ci_high']:+.2f}] | {p['n']} |")
     if r["quality"]:
-        lines += ["", "Encoder quality on val images:", "", "| arm | probe room | zero-shot room | label accuracy |",
-                  "|---|---|---|---|"]
+        lines += ["", "Encoder quality on val images:", "",
+                  "| arm | probe room | probe colour | zero-shot room | label accuracy |", "|---|---|---|---|---|"]
         def cell(q: dict[str, Any], key: str) -> str:
             return f"{q[key]:.3f}" if key in q else "-"  # not defined for this arm (no text tower, no labels)
 
         for arm, q in r["quality"].items():
-            lines.append(f"| {arm} | {cell(q, 'probe_room')} | {cell(q, 'zero_shot_room')} | "
-                         f"{cell(q, 'room_accuracy')} |")
+            lines.append(f"| {arm} | {cell(q, 'probe_room')} | {cell(q, 'probe_colour')} | "
+                         f"{cell(q, 'zero_shot_room')} | {cell(q, 'room_accuracy')} |")
     with atomic_path(path) as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
 

@@ -22,7 +22,7 @@ from vln_clip.datasets.vqa import VQAItem, coco_image_key, write_vqa
 from vln_clip.errors import DataError, MissingResourceError
 from vln_clip.pretraining.backbone import BackboneConfig, build_backbone
 from vln_clip.pretraining.compare import compare_by_type, compare_runs, paired_bootstrap
-from vln_clip.pretraining.data import question_types
+from vln_clip.pretraining.data import colour_type, question_types
 from vln_clip.pretraining.images import ResizeRule, collate_images
 from vln_clip.pretraining.masking import IGNORE, mask_words, mismatch_indices, sample_patches
 from vln_clip.pretraining.model import (AnswerHead, CLIPViLp, TransformerConfig, bert_name, load_bert_state,
@@ -603,9 +603,10 @@ def test_compare_by_type_splits_the_pooled_items(tmp_path: Path) -> None:
     data = tmp_path / "data"
     (data / "gqa").mkdir(parents=True)
     types = {"q1": "verify", "q2": "verify", "q3": "query"}
+    texts = {"q1": ("Is there a lamp?", "yes"), "q2": ("Which lamp is it?", "red"), "q3": ("What colour is it?", "x")}
     (data / "gqa" / "val_balanced_questions.json").write_text(json.dumps(
-        {q: {"imageId": "img", "question": f"{q}?", "answer": "yes", "types": {"structural": t, "detailed": f"d{q}"}}
-         for q, t in types.items()}))
+        {q: {"imageId": "img", "question": texts[q][0], "answer": texts[q][1],
+             "types": {"structural": t, "detailed": f"d{q}"}} for q, t in types.items()}))
     scores = {"a1": [1, 1, 0], "b1": [0, 1, 1], "a2": [1, 0, 1], "b2": [0, 0, 1]}
     for run, sc in scores.items():
         (tmp_path / run).mkdir()
@@ -620,8 +621,12 @@ def test_compare_by_type_splits_the_pooled_items(tmp_path: Path) -> None:
     assert sum(r.n * r.diff for r in by.values()) / overall.n == pytest.approx(overall.diff)
     detailed = compare_by_type(runs, "val", resamples=200, field_name="detailed")
     assert {t: r.diff for t, r in detailed.items()} == {"dq1": 100.0, "dq2": 0.0, "dq3": -50.0}
-    with pytest.raises(DataError, match="no type field 'colour'.*structural, semantic, detailed"):
-        compare_by_type(runs, field_name="colour")
+    # colour: q2 (its answer names one) and q3 (asks for one) against q1
+    colour = compare_by_type(runs, "val", resamples=200, field_name="colour")
+    assert {t: (r.n, r.mean_a, r.mean_b) for t, r in colour.items()} == {"no colour": (2, 100.0, 0.0),
+                                                                        "colour": (4, 50.0, 75.0)}
+    with pytest.raises(DataError, match="no type field 'shape'.*structural, semantic, detailed, colour"):
+        compare_by_type(runs, field_name="shape")
     (tmp_path / "b2" / "finetune.json").write_text(json.dumps({"task": "vqa", "config": {"data": str(data)}}))
     with pytest.raises(DataError, match="one task"):
         compare_by_type(runs)
@@ -632,9 +637,18 @@ def test_compare_by_type_splits_the_pooled_items(tmp_path: Path) -> None:
         compare_by_type(runs)
 
 
+def test_colour_type_reads_words_not_substrings() -> None:
+    assert colour_type("Is the sofa grey?") == colour_type(None, "Turquoise.") == "colour"  # synonyms, case
+    assert colour_type("What colors are there?") == "colour"
+    assert colour_type("Is there a redwood table?", "yes") == colour_type(None) == "no colour"
+
+
 def test_question_types_are_keyed_like_the_scores(world: Path) -> None:
     assert question_types(world, "vqa", "val") == {str(i): "other" for i in range(9, 13)}
     assert question_types(world, "vqa", "val", "question_type") == {str(i): "what color" for i in range(9, 13)}
+    assert question_types(world, "vqa", "val", "colour") == {str(i): "colour" for i in range(9, 13)}
+    snli_colour = question_types(world, "snli-ve", "val", "colour")
+    assert set(snli_colour) == {f"p{i}" for i in range(9, 13)} and set(snli_colour.values()) <= {"colour", "no colour"}
     assert question_types(world, "snli-ve", "val") == {f"p{i}": "entailment" if i % 2 else "contradiction"
                                                        for i in range(9, 13)}
     with pytest.raises(DataError, match="'g9'.*structural"):  # the fixture's GQA questions carry no types

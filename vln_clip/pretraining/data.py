@@ -30,6 +30,7 @@ from vln_clip.datasets.snli_ve import LABELS as SNLI_LABELS
 from vln_clip.datasets.snli_ve import read_snli_ve
 from vln_clip.datasets.vqa import AnswerVocab, read_vqa
 from vln_clip.errors import DataError
+from vln_clip.synth.vl_language import COLOUR_NAMES
 
 TASKS = ("vqa", "snli-ve", "gqa")
 
@@ -115,9 +116,20 @@ def task_files(data: str | Path, task: str, split: str) -> list[Path]:
     raise DataError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
 
 
-TYPE_FIELDS: dict[str, tuple[str, ...]] = {"vqa": ("answer_type", "question_type"),
-                                           "gqa": GQA_TYPE_KEYS,  # structural, semantic, detailed
-                                           "snli-ve": ("gold_label",)}  # first = the default
+#: The ``colour`` grouping: every task's items split by whether they turn on colour (the
+#: question, hypothesis or reference answer names one of these words, or asks for a colour).
+COLOUR = "colour"
+COLOUR_WORDS = frozenset({w for names in COLOUR_NAMES.values() for w in names}
+                         | {"color", "colour", "colors", "colours"})
+TYPE_FIELDS: dict[str, tuple[str, ...]] = {"vqa": ("answer_type", "question_type", COLOUR),
+                                           "gqa": (*GQA_TYPE_KEYS, COLOUR),  # structural, semantic, detailed
+                                           "snli-ve": ("gold_label", COLOUR)}  # first = the default
+
+
+def colour_type(*texts: str | None) -> str:
+    """``colour`` when any of ``texts`` names a colour (:data:`COLOUR_WORDS`), else ``no colour``."""
+    words = {w for t in texts if t for w in "".join(c if c.isalpha() else " " for c in t.lower()).split()}
+    return "colour" if words & COLOUR_WORDS else "no colour"
 
 
 def question_types(data: str | Path, task: str, split: str, field_name: str | None = None) -> dict[str, str]:
@@ -126,7 +138,8 @@ def question_types(data: str | Path, task: str, split: str, field_name: str | No
     ``field_name`` (default the first of ``TYPE_FIELDS[task]``): VQA's ``answer_type`` (yes/no,
     number, other) or ``question_type`` ("what color", ...); GQA's ``types`` entry,
     ``structural`` (verify, query, choose, logical, compare: the breakdown of GQA's own
-    evaluation script), ``detailed`` (existAttr, relS, ...) or ``semantic``; SNLI-VE's gold label.
+    evaluation script), ``detailed`` (existAttr, relS, ...) or ``semantic``; SNLI-VE's gold label;
+    and for every task ``colour`` (:func:`colour_type`: does the item turn on a colour word).
     """
     if task not in TYPE_FIELDS:
         raise DataError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
@@ -139,16 +152,23 @@ def question_types(data: str | Path, task: str, split: str, field_name: str | No
         if not a.exists():
             raise DataError(f"{a}: no such file; answer and question types come from the annotations, so "
                             "compare by type on a split that has them (--split val)")
+        if name == COLOUR:
+            return {str(it.question_id): colour_type(it.question, it.multiple_choice_answer) for it in read_vqa(q, a)}
         return {str(it.question_id): str(getattr(it, name)) for it in read_vqa(q, a)}
     if task == "gqa":
         path = task_files(data, task, split)[0]
         items = read_gqa(path)
+        if name == COLOUR:
+            return {it.question_id: colour_type(it.question, it.answer) for it in items}
         untyped = [it.question_id for it in items if name not in it.types]
         if untyped:
             raise DataError(f"{path}: question {untyped[0]!r} (and {len(untyped) - 1} more) has no "
                             f"'types'.'{name}'; compare without --by-type")
         return {it.question_id: it.types[name] for it in items}
-    return {it.pair_id: it.gold_label for it in read_snli_ve(task_files(data, task, split)[0])}
+    items = read_snli_ve(task_files(data, task, split)[0])
+    if name == COLOUR:
+        return {it.pair_id: colour_type(it.hypothesis) for it in items}
+    return {it.pair_id: it.gold_label for it in items}
 
 
 @dataclass

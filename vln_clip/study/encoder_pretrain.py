@@ -89,9 +89,14 @@ class LabelSpace:
         return v
 
 
+def _description(entry: dict[str, Any]) -> dict[str, Any]:
+    """A scenes.json entry's scene description (older worlds nest it under ``description``)."""
+    return entry.get("description", entry)
+
+
 def scene_labels(entry: dict[str, Any]) -> tuple[str, list[str]]:
     """(room type, sorted object classes) of one scenes.json entry: what an annotator would tag."""
-    desc = entry.get("description", entry)
+    desc = _description(entry)
     try:
         room = str(desc["room"]["type"])
         objects = sorted({str(o["type"]) for o in desc.get("objects", [])})
@@ -104,8 +109,7 @@ def scene_labels(entry: dict[str, Any]) -> tuple[str, list[str]]:
 def scene_colour(entry: dict[str, Any]) -> str | None:
     """Colour of the largest object of the image's own room (None when it shows none): the
     attribute the colour probe of :func:`encoder_quality` reads off the pooled feature."""
-    desc = entry.get("description", entry)
-    objs = [o for o in desc.get("objects", []) if o.get("in_room", True) and o.get("colour")]
+    objs = [o for o in _description(entry).get("objects", []) if o.get("in_room", True) and o.get("colour")]
     if not objs:
         return None
     return str(max(objs, key=lambda o: float(o.get("area", 0.0)))["colour"])
@@ -337,14 +341,14 @@ def _colour_probe(ft: torch.Tensor, train_colours: Sequence[str | None], fv: tor
                   val_colours: Sequence[str | None]) -> dict[str, float]:
     """Linear-probe accuracy of the largest object's colour, over images that show an object
     of a colour seen in training (empty when the world has no coloured objects)."""
-    names = sorted({c for c in train_colours if c is not None})
+    index = {c: k for k, c in enumerate(sorted({c for c in train_colours if c is not None}))}
     ti = [i for i, c in enumerate(train_colours) if c is not None]
-    vi = [i for i, c in enumerate(val_colours) if c in names]
-    if len(names) < 2 or not vi:
+    vi = [i for i, c in enumerate(val_colours) if c in index]
+    if len(index) < 2 or not vi:
         return {}
-    probe = linear_probe(ft[ti].numpy(), np.array([names.index(train_colours[i]) for i in ti]),
-                         fv[vi].numpy(), np.array([names.index(val_colours[i]) for i in vi]))
-    return {"probe_colour": probe.accuracy, "probe_colour_majority": probe.majority, "colours": len(names),
+    probe = linear_probe(ft[ti].numpy(), np.array([index[train_colours[i]] for i in ti]),
+                         fv[vi].numpy(), np.array([index[val_colours[i]] for i in vi]))
+    return {"probe_colour": probe.accuracy, "probe_colour_majority": probe.majority, "colours": len(index),
             "colour_images": len(vi)}
 
 

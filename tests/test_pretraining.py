@@ -651,6 +651,8 @@ def test_question_types_are_keyed_like_the_scores(world: Path) -> None:
     assert set(snli_colour) == {f"p{i}" for i in range(9, 13)} and set(snli_colour.values()) <= {"colour", "no colour"}
     assert question_types(world, "snli-ve", "val") == {f"p{i}": "entailment" if i % 2 else "contradiction"
                                                        for i in range(9, 13)}
+    crossed = question_types(world, "snli-ve", "val", "colour,gold_label")
+    assert crossed == {q: f"{snli_colour[q]} / {label}" for q, label in question_types(world, "snli-ve", "val").items()}
     with pytest.raises(DataError, match="'g9'.*structural"):  # the fixture's GQA questions carry no types
         question_types(world, "gqa", "val")
     with pytest.raises(DataError, match="annotations"):

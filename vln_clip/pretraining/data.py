@@ -140,9 +140,14 @@ def question_types(data: str | Path, task: str, split: str, field_name: str | No
     ``structural`` (verify, query, choose, logical, compare: the breakdown of GQA's own
     evaluation script), ``detailed`` (existAttr, relS, ...) or ``semantic``; SNLI-VE's gold label;
     and for every task ``colour`` (:func:`colour_type`: does the item turn on a colour word).
+    Several fields joined by commas cross them: ``colour,gold_label`` gives types such as
+    ``colour / neutral``, to see which part of a group a difference comes from.
     """
     if task not in TYPE_FIELDS:
         raise DataError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
+    if field_name and "," in field_name:
+        crossed = [question_types(data, task, split, name.strip()) for name in field_name.split(",")]
+        return {qid: " / ".join(types[qid] for types in crossed) for qid in crossed[0]}
     name = field_name or TYPE_FIELDS[task][0]
     if name not in TYPE_FIELDS[task]:
         raise DataError(f"{task} questions have no type field {name!r}; choose one of {', '.join(TYPE_FIELDS[task])}")

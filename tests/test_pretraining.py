@@ -643,7 +643,7 @@ def test_colour_type_reads_words_not_substrings() -> None:
     assert colour_type("Is there a redwood table?", "yes") == colour_type(None) == "no colour"
 
 
-def test_question_types_are_keyed_like_the_scores(world: Path) -> None:
+def test_question_types_are_keyed_like_the_scores(world: Path, tmp_path: Path) -> None:
     assert question_types(world, "vqa", "val") == {str(i): "other" for i in range(9, 13)}
     assert question_types(world, "vqa", "val", "question_type") == {str(i): "what color" for i in range(9, 13)}
     assert question_types(world, "vqa", "val", "colour") == {str(i): "colour" for i in range(9, 13)}
@@ -653,6 +653,15 @@ def test_question_types_are_keyed_like_the_scores(world: Path) -> None:
                                                        for i in range(9, 13)}
     crossed = question_types(world, "snli-ve", "val", "colour,gold_label")
     assert crossed == {q: f"{snli_colour[q]} / {label}" for q, label in question_types(world, "snli-ve", "val").items()}
+    # hypothesis_type: only synth-vl worlds carry the template; a file without it is refused by name
+    with pytest.raises(DataError, match="snli_ve_val.jsonl: pair 'p9'.*no 'hypothesis_type'.*synth-vl"):
+        question_types(world, "snli-ve", "val", "hypothesis_type")
+    typed = tmp_path / "typed"
+    write_snli_ve(typed / "snli_ve" / "snli_ve_val.jsonl",
+                  [SNLIVEItem("a", "img", "The box is red.", "entailment", extra={"hypothesis_type": "colour"}),
+                   SNLIVEItem("b", "img", "It is raining outside.", "neutral", extra={"hypothesis_type": "outside"})])
+    assert question_types(typed, "snli-ve", "val", "hypothesis_type,gold_label") == {
+        "a": "colour / entailment", "b": "outside / neutral"}
     with pytest.raises(DataError, match="'g9'.*structural"):  # the fixture's GQA questions carry no types
         question_types(world, "gqa", "val")
     with pytest.raises(DataError, match="annotations"):

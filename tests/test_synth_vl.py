@@ -24,7 +24,7 @@ from vln_clip.synth.generate import SynthConfig, _build_house
 from vln_clip.synth.render import RayCaster, build_scene
 from vln_clip.synth.vl import (VL_SPLITS, Camera, VLConfig, VLPaths, camera_rays, generate_vl_world, house_from_scene,
                                image_key, render_image, vl_statistics)
-from vln_clip.synth.vl_language import COLOUR_NAMES, NUMBER_WORDS, OBJECT_NAMES, ROOM_NAMES, annotate, plural
+from vln_clip.synth.vl_language import COLOUR_NAMES, HYPOTHESIS_TYPES, NUMBER_WORDS, OBJECT_NAMES, ROOM_NAMES, annotate, plural
 
 TINY_WORLD = dict(houses=3, paths_per_house=4, val_seen_per_house=2, rxr_paths_per_house=2, min_rooms=4, max_rooms=5,
                   two_floor_fraction=0.0)
@@ -201,19 +201,22 @@ def test_vqa_answers_follow_from_the_scene(vl, scenes):
 
 
 def test_entailment_labels_follow_from_the_scene(vl, scenes):
-    labels = set()
+    labels, templates = set(), set()
     for s in VL_SPLITS:
         for it in read_snli_ve(vl.snli_ve(s)):
             sc, h, label = scenes[it.image_key], it.hypothesis, it.gold_label
             labels.add(label)
             assert it.premise in read_caps(vl, s)[it.image_key]
             if m := re.fullmatch(r"There is an? (.+) in another room of this house\.", h):
+                template = {"other room"}
                 assert label == "neutral" and not _visible(sc, _type_of(m.group(1)))
             elif m := re.fullmatch(r"There is no (.+) in the picture\.", h):
+                template = {"no object"}
                 kind = _type_of(m.group(1))
                 assert label == ("contradiction" if _visible(sc, kind) else "entailment")
                 assert all(p["type"] != kind for p in sc["partial"])
             elif m := re.fullmatch(r"There is an? (.+) in the picture\.", h):
+                template = {"object"}
                 words = m.group(1)
                 names = {n: t for t, ns in OBJECT_NAMES.items() for n in ns}
                 colour = next((c for c, cs in COLOUR_NAMES.items() for x in cs if words.startswith(x + " ")
@@ -222,15 +225,18 @@ def test_entailment_labels_follow_from_the_scene(vl, scenes):
                 ok = [o for o in _visible(sc, names[name]) if colour is None or o["colour"] == colour]
                 assert label == ("entailment" if ok else "contradiction"), h
             elif m := re.fullmatch(r"This is an? (.+)\.", h):
+                template = {"room"}
                 room = next(t for t, ns in ROOM_NAMES.items() if m.group(1) in ns)
                 assert label == ("entailment" if room == sc["room"]["type"] else "contradiction")
             elif m := re.fullmatch(r"The (.+) is to the (left|right) of the (.+)\.", h):
+                template = {"relation"}
                 names = {n: t for t, ns in OBJECT_NAMES.items() for n in ns}
                 (a,) = _visible(sc, names[m.group(1)])
                 (b,) = _visible(sc, names[m.group(3)])
                 truth = a["center"][0] < b["center"][0] if m.group(2) == "left" else a["center"][0] > b["center"][0]
                 assert label == ("entailment" if truth else "contradiction")
             elif (m := re.fullmatch(r"The (.+) is (\w+)\.", h)) and m.group(2) in COLOUR_NAMES:
+                template = {"colour"}
                 names = {n: t for t, ns in OBJECT_NAMES.items() for n in ns}
                 objs = _visible(sc, names[m.group(1)])
                 if not objs:  # not in the picture: its colour is not for the image to decide
@@ -239,11 +245,16 @@ def test_entailment_labels_follow_from_the_scene(vl, scenes):
                     (o,) = objs
                     assert label == ("entailment" if o["colour"] == m.group(2) else "contradiction")
             elif m := re.fullmatch(r"There (?:is|are) (\w+) pieces? of furniture\.", h):
+                template = {"count"}
                 n = NUMBER_WORDS.index(m.group(1))
                 assert label == ("entailment" if n == len(sc["objects"]) else "contradiction") and not sc["partial"]
             else:
+                template = {"unobservable", "outside"}
                 assert label == "neutral", h  # the unobservable and the outside of the house
+            assert it.extra["hypothesis_type"] in template, h  # the template it was made from
+            templates.add(it.extra["hypothesis_type"])
     assert labels == {"entailment", "neutral", "contradiction"}
+    assert templates <= set(HYPOTHESIS_TYPES) and len(templates) >= 7
 
 
 _CAPS: dict = {}

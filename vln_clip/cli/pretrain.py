@@ -131,8 +131,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     f.add_argument("--by-type", nargs="?", const="", metavar="FIELD",
                    help="with --compare: also compare within each question type, read from the runs' --data: "
                         "VQA answer_type (default) or question_type, GQA structural (default), semantic or "
-                        "detailed, SNLI-VE gold_label; colour (any task): items that name a colour or not; "
-                        "FIELD,FIELD crosses two (colour,gold_label)")
+                        "detailed, SNLI-VE gold_label (default) or hypothesis_type (synthetic worlds); colour "
+                        "(any task): items that name a colour or not; FIELD,FIELD crosses two "
+                        "(hypothesis_type,gold_label)")
     _model_args(f, " (for --from scratch; a checkpoint brings its own)")
     _loop_args(f, out_required=False)  # --compare needs no run folder
     f.set_defaults(func=_finetune)

@@ -30,7 +30,7 @@ from vln_clip.datasets.snli_ve import LABELS as SNLI_LABELS
 from vln_clip.datasets.snli_ve import read_snli_ve
 from vln_clip.datasets.vqa import AnswerVocab, read_vqa
 from vln_clip.errors import DataError
-from vln_clip.synth.vl_language import COLOUR_NAMES
+from vln_clip.synth.vl_language import COLOUR_NAMES, HYPOTHESIS_TYPE
 
 TASKS = ("vqa", "snli-ve", "gqa")
 
@@ -123,7 +123,7 @@ COLOUR_WORDS = frozenset({w for names in COLOUR_NAMES.values() for w in names}
                          | {"color", "colour", "colors", "colours"})
 TYPE_FIELDS: dict[str, tuple[str, ...]] = {"vqa": ("answer_type", "question_type", COLOUR),
                                            "gqa": (*GQA_TYPE_KEYS, COLOUR),  # structural, semantic, detailed
-                                           "snli-ve": ("gold_label", COLOUR)}  # first = the default
+                                           "snli-ve": ("gold_label", HYPOTHESIS_TYPE, COLOUR)}  # first = the default
 
 
 def colour_type(*texts: str | None) -> str:
@@ -138,8 +138,9 @@ def question_types(data: str | Path, task: str, split: str, field_name: str | No
     ``field_name`` (default the first of ``TYPE_FIELDS[task]``): VQA's ``answer_type`` (yes/no,
     number, other) or ``question_type`` ("what color", ...); GQA's ``types`` entry,
     ``structural`` (verify, query, choose, logical, compare: the breakdown of GQA's own
-    evaluation script), ``detailed`` (existAttr, relS, ...) or ``semantic``; SNLI-VE's gold label;
-    and for every task ``colour`` (:func:`colour_type`: does the item turn on a colour word).
+    evaluation script), ``detailed`` (existAttr, relS, ...) or ``semantic``; SNLI-VE's gold label
+    or, in worlds made by ``vln-clip data synth-vl``, ``hypothesis_type`` (the template: object,
+    relation, colour, ...; real SNLI-VE has none); and for every task ``colour`` (:func:`colour_type`: does the item turn on a colour word).
     Several fields joined by commas cross them: ``colour,gold_label`` gives types such as
     ``colour / neutral``, to see which part of a group a difference comes from.
     """
@@ -170,9 +171,17 @@ def question_types(data: str | Path, task: str, split: str, field_name: str | No
             raise DataError(f"{path}: question {untyped[0]!r} (and {len(untyped) - 1} more) has no "
                             f"'types'.'{name}'; compare without --by-type")
         return {it.question_id: it.types[name] for it in items}
-    items = read_snli_ve(task_files(data, task, split)[0])
+    path = task_files(data, task, split)[0]
+    items = read_snli_ve(path)
     if name == COLOUR:
         return {it.pair_id: colour_type(it.hypothesis) for it in items}
+    if name == HYPOTHESIS_TYPE:
+        untyped = [it.pair_id for it in items if not isinstance(it.extra.get(name), str)]
+        if untyped:
+            raise DataError(f"{path}: pair {untyped[0]!r} (and {len(untyped) - 1} more) has no '{name}'; "
+                            "only worlds made by vln-clip data synth-vl (generator 1.1 or later) carry it: "
+                            "regenerate the world, or compare by gold_label or colour")
+        return {it.pair_id: it.extra[name] for it in items}
     return {it.pair_id: it.gold_label for it in items}
 
 

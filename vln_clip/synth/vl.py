@@ -57,7 +57,7 @@ from . import vl_language as lang
 from .render import RayCaster, Rects, build_scene
 from .world import CEILING_HEIGHT, Door, House, Room, SceneObject, Stairs, _parts, _wall_pieces
 
-VL_GENERATOR_VERSION = "1.0"
+VL_GENERATOR_VERSION = "1.1"  # 1.1: SNLI-VE lines carry hypothesis_type
 #: Image split <- navigation split of the house.
 SPLIT_OF_NAV = {"train": "train", "val_unseen": "val", "test": "test"}
 VL_SPLITS = ("train", "val", "test")
@@ -608,10 +608,12 @@ def generate_vl_world(world_dir: str | os.PathLike[str], out_dir: str | os.PathL
                 asked = {it.question for it in vqa_items[split][first_vqa:]}
                 asked |= {g.question for g in gqa_items[split][first_gqa:]}
                 extra_qa[key] = _pretraining_questions(cfg, d, h, iid, freq, asked)
-            for k, (hyp, label) in enumerate(lang.snli_hypotheses(_rng(cfg.seed, h, 5, iid), d, cfg.snli_per_image, freq)):
+            hyps = lang.snli_hypotheses(_rng(cfg.seed, h, 5, iid), d, cfg.snli_per_image, freq)
+            for k, (hyp, label, template) in enumerate(hyps):
                 premise = caps[k % len(caps)]
                 snli.append(SNLIVEItem(f"{key}#{k % len(caps)}r{k}{label[0]}", key, hyp, label, premise,
-                                       {"captionID": f"{key}.jpg#{k % len(caps)}", "annotator_labels": [label]}))
+                                       {"captionID": f"{key}.jpg#{k % len(caps)}", "annotator_labels": [label],
+                                        lang.HYPOTHESIS_TYPE: template}))
         write_vqa(paths.vqa_questions(split), paths.vqa_annotations(split), vqa_items[split], data_subtype=DATA_SUBTYPE,
                   info={"description": "vln-clip synthetic V&L world", "version": VL_GENERATOR_VERSION},
                   license={"name": "generated", "url": ""})

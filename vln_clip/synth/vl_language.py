@@ -21,7 +21,8 @@ the real formats. The rules that keep the data honest:
 * SNLI-VE labels follow from the description: entailment = a true statement about what is
   visible, contradiction = a false one that the image decides, neutral = a claim the image
   cannot decide (the colour of a class that is not in the picture, an unobservable property,
-  something outside the view).
+  something outside the view). Each hypothesis records its template (``hypothesis_type``), so
+  a comparison can be split by the fact it turns on, as GQA's question types split GQA.
 """
 
 from __future__ import annotations
@@ -714,26 +715,35 @@ _OUTSIDE = ("It is raining outside.", "The house has a garden.", "Nobody is at h
             "The neighbours are having a party.", "The house is in a big city.")
 
 
+#: The template of each synthetic hypothesis (``hypothesis_type`` in the SNLI-VE files): which
+#: fact of the image it turns on. The neutral ones mostly share a decidable template's wording
+#: (a colour claim about an object that is not in the picture), so a template is not a label.
+OBJECT, NO_OBJECT, ROOM, RELATION, COLOUR_CLAIM, COUNT = "object", "no object", "room", "relation", "colour", "count"
+OTHER_ROOM, UNOBSERVABLE, OUTSIDE = "other room", "unobservable", "outside"
+HYPOTHESIS_TYPES = (OBJECT, NO_OBJECT, ROOM, RELATION, COLOUR_CLAIM, COUNT, OTHER_ROOM, UNOBSERVABLE, OUTSIDE)
+HYPOTHESIS_TYPE = "hypothesis_type"
+
+
 def _entailment(rng, desc, freq):
     objs = desc["objects"]
     r = rng.random()
     ones = singletons(desc)
     if r < 0.35 and objs:
-        return f"There is {_np(rng, _pick(rng, objs), 0.6)} in the picture."
+        return OBJECT, f"There is {_np(rng, _pick(rng, objs), 0.6)} in the picture."
     if r < 0.5 and room_known(desc):
-        return f"This is {with_article(_room_name(rng, desc['room']['type']))}."
+        return ROOM, f"This is {with_article(_room_name(rng, desc['room']['type']))}."
     if r < 0.7 and (pairs := clear_pairs(ones)):
         a, b = _pick(rng, pairs)
         if rng.random() < 0.5:
-            return f"The {OBJECT_NAMES[a['type']][0]} is to the left of the {OBJECT_NAMES[b['type']][0]}."
-        return f"The {OBJECT_NAMES[b['type']][0]} is to the right of the {OBJECT_NAMES[a['type']][0]}."
+            return RELATION, f"The {OBJECT_NAMES[a['type']][0]} is to the left of the {OBJECT_NAMES[b['type']][0]}."
+        return RELATION, f"The {OBJECT_NAMES[b['type']][0]} is to the right of the {OBJECT_NAMES[a['type']][0]}."
     if r < 0.85 and ones:
         o = _pick(rng, ones)
-        return f"The {_name(rng, o['type'])} is {o['colour']}."
+        return COLOUR_CLAIM, f"The {_name(rng, o['type'])} is {o['colour']}."
     if r < 0.92 and not desc["partial"] and objs:
-        return _furniture_count(len(objs))
+        return COUNT, _furniture_count(len(objs))
     kind = freq.absent_object(rng, desc)
-    return None if kind is None else f"There is no {OBJECT_NAMES[kind][0]} in the picture."
+    return None if kind is None else (NO_OBJECT, f"There is no {OBJECT_NAMES[kind][0]} in the picture.")
 
 
 def _furniture_count(n: int) -> str:
@@ -746,22 +756,22 @@ def _contradiction(rng, desc, freq):
     if r < 0.3:
         kind = freq.absent_object(rng, desc)
         if kind is not None:
-            return f"There is {with_article(OBJECT_NAMES[kind][0])} in the picture."
+            return OBJECT, f"There is {with_article(OBJECT_NAMES[kind][0])} in the picture."
     if r < 0.45 and room_known(desc):
-        return f"This is {with_article(ROOM_NAMES[freq.other_room(rng, desc['room']['type'])][0])}."
+        return ROOM, f"This is {with_article(ROOM_NAMES[freq.other_room(rng, desc['room']['type'])][0])}."
     if r < 0.65 and (pairs := clear_pairs(ones)):
         a, b = _pick(rng, pairs)
         if rng.random() < 0.5:
-            return f"The {OBJECT_NAMES[a['type']][0]} is to the right of the {OBJECT_NAMES[b['type']][0]}."
-        return f"The {OBJECT_NAMES[b['type']][0]} is to the left of the {OBJECT_NAMES[a['type']][0]}."
+            return RELATION, f"The {OBJECT_NAMES[a['type']][0]} is to the right of the {OBJECT_NAMES[b['type']][0]}."
+        return RELATION, f"The {OBJECT_NAMES[b['type']][0]} is to the left of the {OBJECT_NAMES[a['type']][0]}."
     if r < 0.85 and ones:
         o = _pick(rng, ones)
-        return f"The {OBJECT_NAMES[o['type']][0]} is {_other_colour(rng, o['type'], o['colour'])}."
+        return COLOUR_CLAIM, f"The {OBJECT_NAMES[o['type']][0]} is {_other_colour(rng, o['type'], o['colour'])}."
     if r < 0.92 and ones:
-        return f"There is no {OBJECT_NAMES[_pick(rng, ones)['type']][0]} in the picture."
+        return NO_OBJECT, f"There is no {OBJECT_NAMES[_pick(rng, ones)['type']][0]} in the picture."
     if not desc["partial"] and desc["objects"]:
         n = len(desc["objects"])
-        return _furniture_count(n + 1 if n == 1 or rng.random() < 0.5 else n - 1)
+        return COUNT, _furniture_count(n + 1 if n == 1 or rng.random() < 0.5 else n - 1)
     return None
 
 
@@ -774,29 +784,31 @@ def _neutral(rng, desc, freq):
     kind = freq.absent_object(rng, desc)
     if r < 0.45 and kind is not None:
         colour = _pick(rng, FURNITURE[kind]["colours"])
-        return f"The {OBJECT_NAMES[kind][0]} is {colour}."
+        return COLOUR_CLAIM, f"The {OBJECT_NAMES[kind][0]} is {colour}."
     if r < 0.65 and kind is not None:
-        return f"There is {with_article(OBJECT_NAMES[kind][0])} in another room of this house."
+        return OTHER_ROOM, f"There is {with_article(OBJECT_NAMES[kind][0])} in another room of this house."
     if r < 0.85 and desc["objects"]:
         o = _pick(rng, singletons(desc) or desc["objects"])
-        return _pick(rng, _UNOBSERVABLE).format(n=OBJECT_NAMES[o["type"]][0])
-    return _pick(rng, _OUTSIDE)
+        return UNOBSERVABLE, _pick(rng, _UNOBSERVABLE).format(n=OBJECT_NAMES[o["type"]][0])
+    return OUTSIDE, _pick(rng, _OUTSIDE)
 
 
 HYPOTHESES = (("entailment", _entailment), ("neutral", _neutral), ("contradiction", _contradiction))
 
 
-def snli_hypotheses(rng: np.random.Generator, desc: dict[str, Any], n: int, freq: Frequencies) -> list[tuple[str, str]]:
-    """Up to ``n`` distinct ``(hypothesis, label)`` pairs, the three labels in turn."""
-    out: list[tuple[str, str]] = []
+def snli_hypotheses(rng: np.random.Generator, desc: dict[str, Any], n: int,
+                    freq: Frequencies) -> list[tuple[str, str, str]]:
+    """Up to ``n`` distinct ``(hypothesis, label, template)`` triples, the three labels in turn;
+    ``template`` is one of :data:`HYPOTHESIS_TYPES`."""
+    out: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     for k in range(n * 8):
         if len(out) >= n:
             break
         label, gen = HYPOTHESES[len(out) % 3]
-        h = gen(rng, desc, freq)
-        if h is None or h in seen:
+        made = gen(rng, desc, freq)
+        if made is None or made[1] in seen:
             continue
-        seen.add(h)
-        out.append((h, label))
+        seen.add(made[1])
+        out.append((made[1], label, made[0]))
     return out

@@ -140,7 +140,8 @@ def question_types(data: str | Path, task: str, split: str, field_name: str | No
     ``structural`` (verify, query, choose, logical, compare: the breakdown of GQA's own
     evaluation script), ``detailed`` (existAttr, relS, ...) or ``semantic``; SNLI-VE's gold label
     or, in worlds made by ``vln-clip data synth-vl``, ``hypothesis_type`` (the template: object,
-    relation, colour, ...; real SNLI-VE has none); and for every task ``colour`` (:func:`colour_type`: does the item turn on a colour word).
+    relation, colour, ...; real SNLI-VE has none); and for every task ``colour``
+    (:func:`colour_type`: does the item turn on a colour word).
     Several fields joined by commas cross them: ``colour,gold_label`` gives types such as
     ``colour / neutral``, to see which part of a group a difference comes from.
     """

@@ -653,6 +653,8 @@ def test_question_types_are_keyed_like_the_scores(world: Path, tmp_path: Path) -
                                                        for i in range(9, 13)}
     crossed = question_types(world, "snli-ve", "val", "colour,gold_label")
     assert crossed == {q: f"{snli_colour[q]} / {label}" for q, label in question_types(world, "snli-ve", "val").items()}
+    with pytest.raises(DataError, match="'colour,': an empty field"):
+        question_types(world, "snli-ve", "val", "colour,")
     # hypothesis_type: only synth-vl worlds carry the template; a file without it is refused by name
     with pytest.raises(DataError, match="snli_ve_val.jsonl: pair 'p9'.*no 'hypothesis_type'.*synth-vl"):
         question_types(world, "snli-ve", "val", "hypothesis_type")

@@ -24,7 +24,8 @@ from vln_clip.synth.generate import SynthConfig, _build_house
 from vln_clip.synth.render import RayCaster, build_scene
 from vln_clip.synth.vl import (VL_SPLITS, Camera, VLConfig, VLPaths, camera_rays, generate_vl_world, house_from_scene,
                                image_key, render_image, vl_statistics)
-from vln_clip.synth.vl_language import COLOUR_NAMES, HYPOTHESIS_TYPES, NUMBER_WORDS, OBJECT_NAMES, ROOM_NAMES, annotate, plural
+from vln_clip.synth.vl_language import (COLOUR_NAMES, HYPOTHESIS_TYPES, NUMBER_WORDS, OBJECT_NAMES, ROOM_NAMES,
+                                        annotate, plural)
 
 TINY_WORLD = dict(houses=3, paths_per_house=4, val_seen_per_house=2, rxr_paths_per_house=2, min_rooms=4, max_rooms=5,
                   two_floor_fraction=0.0)

@@ -148,7 +148,10 @@ def question_types(data: str | Path, task: str, split: str, field_name: str | No
     if task not in TYPE_FIELDS:
         raise DataError(f"unknown fine-tuning task {task!r}; choose one of {', '.join(TASKS)}")
     if field_name and "," in field_name:
-        crossed = [question_types(data, task, split, name.strip()) for name in field_name.split(",")]
+        names = [name.strip() for name in field_name.split(",")]
+        if not all(names):
+            raise DataError(f"--by-type {field_name!r}: an empty field; name each, e.g. colour,gold_label")
+        crossed = [question_types(data, task, split, name) for name in names]
         return {qid: " / ".join(types[qid] for types in crossed) for qid in crossed[0]}
     name = field_name or TYPE_FIELDS[task][0]
     if name not in TYPE_FIELDS[task]:

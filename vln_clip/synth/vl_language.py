@@ -809,6 +809,7 @@ def snli_hypotheses(rng: np.random.Generator, desc: dict[str, Any], n: int,
         made = gen(rng, desc, freq)
         if made is None or made[1] in seen:
             continue
-        seen.add(made[1])
-        out.append((made[1], label, made[0]))
+        template, h = made
+        seen.add(h)
+        out.append((h, label, template))
     return out
